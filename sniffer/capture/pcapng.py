@@ -1,0 +1,218 @@
+"""pcapng files, read like libpcap's sf-pcapng.c but without its one-link-type limit.
+
+Each section (SHB) has its own byte order and its own interfaces, each interface its own link
+type, `if_tsresol` and `if_tsoffset`. Timestamps are reduced to whole microseconds the way
+libpcap does for Zeek (``sec = t // units + offset``, ``usec = frac * 10**6 // units``), then
+``ts = sec + usec / 1e6``, Zeek's formula.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterator
+
+from sniffer.capture.pcap import MAX_SNAPLEN, Packet
+from sniffer.capture.source import CHUNK, Source, runs_past_eof
+from sniffer.errors import BadInputError
+from sniffer.stats import Stats
+
+SHB = 0x0A0D0D0A
+IDB, PB, SPB, NRB, ISB, EPB, DSB = 1, 2, 3, 4, 5, 6, 0x0A
+# Known blocks that carry nothing we need (name resolution, statistics, obsolete IRIG/ARINC,
+# systemd journal, decryption secrets, custom blocks, Apple process info): skipped silently.
+_IGNORED = frozenset({NRB, ISB, 7, 8, 9, DSB, 0x0BAD, 0x40000BAD, 0x80000001})
+_BOM = 0x1A2B3C4D
+MAX_BLOCK = 16 * 1024 * 1024  # libpcap INITIAL_MAX_BLOCKSIZE: longer blocks are corrupt
+_OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
+
+# (linktype, adjusted snaplen, timestamp units per second, timestamp offset in seconds)
+Iface = tuple[int, int, int, int]
+
+
+def is_pcapng(head: bytes) -> bool:
+    """Whether the first 4 bytes are a Section Header Block type (same in both byte orders)."""
+    return head[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
+    """Yield `(ts, linktype, data, wirelen)` from EPB/SPB/PB blocks of every section."""
+    name = src.name
+    read = src.read
+    buf = b""
+    n = pos = 0
+    base = 0  # offset of buf[0] in the (uncompressed) file
+    e = "<"
+    hdr = struct.Struct("<II").unpack_from
+    u32 = struct.Struct("<I").unpack_from
+    epb = struct.Struct("<IIIII").unpack_from
+    ifaces: list[Iface] = []
+    last_ts = 0.0
+    while True:
+        chunk = read(CHUNK)
+        if not chunk:
+            if pos < n:  # a partial block at EOF
+                stats["truncated_final_record"] += 1
+            return
+        buf = buf[pos:] + chunk if pos < n else chunk
+        base += pos
+        pos = 0
+        n = len(buf)
+        while pos + 12 <= n:
+            btype, blen = hdr(buf, pos)
+            if btype == SHB:
+                bom = buf[pos + 8:pos + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    e = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    e = ">"
+                else:
+                    raise BadInputError(name, base + pos, "section header has a bad byte-order "
+                                                          f"magic 0x{bom.hex()}")
+                hdr = struct.Struct(e + "II").unpack_from
+                u32 = struct.Struct(e + "I").unpack_from
+                epb = struct.Struct(e + "IIIII").unpack_from
+                blen = hdr(buf, pos)[1]
+            end = pos + blen
+            if blen & 3 or blen < 12 or blen > MAX_BLOCK:
+                _bad_length(src, stats, base, pos, n, blen)
+                return  # it ran past EOF: the truncated last record
+            if end > n:
+                break  # need the next chunk
+            if u32(buf, end - 4)[0] != blen:
+                raise BadInputError(name, base + pos, f"block total length in header {blen} and "
+                                                      f"trailer {u32(buf, end - 4)[0]} don't match")
+            if btype == EPB:
+                if blen < 32:
+                    raise _short(name, base + pos, "enhanced packet", blen)
+                iface, th, tl, caplen, wirelen = epb(buf, pos + 8)
+                if iface >= len(ifaces):
+                    raise _no_idb(name, base + pos, iface)
+                linktype, snap, units, offset = ifaces[iface]
+                if caplen > blen - 32:
+                    raise BadInputError(name, base + pos, f"captured length {caplen} runs past "
+                                                          f"the end of its {blen}-byte block")
+                start = pos + 28
+                data = buf[start:start + caplen]
+                sec, frac = divmod((th << 32) | tl, units)
+                last_ts = (sec + offset) + (frac * 1_000_000 // units) / 1e6
+                pos = end
+                if caplen < wirelen:
+                    stats["snaplen_truncated"] += 1
+                if caplen > snap:
+                    stats["caplen_over_snaplen"] += 1
+                yield (last_ts, linktype, data, wirelen)
+            elif btype == SPB:
+                if blen < 16:
+                    raise _short(name, base + pos, "simple packet", blen)
+                if not ifaces:
+                    raise _no_idb(name, base + pos, 0)
+                linktype, snap, _units, _offset = ifaces[0]
+                wirelen = u32(buf, pos + 8)[0]
+                caplen = min(wirelen, snap, blen - 16)
+                data = buf[pos + 12:pos + 12 + caplen]
+                pos = end
+                # An SPB has no timestamp (libpcap gives 0): keep the stream's clock instead.
+                stats["pcapng_spb_no_timestamp"] += 1
+                if caplen < wirelen:
+                    stats["snaplen_truncated"] += 1
+                yield (last_ts, linktype, data, wirelen)
+            elif btype == IDB:
+                ifaces.append(_parse_idb(buf, pos, blen, e, name, base + pos))
+                pos = end
+            elif btype == PB:
+                if blen < 32:
+                    raise _short(name, base + pos, "packet", blen)
+                iface, _drops, th, tl, caplen, wirelen = struct.unpack_from(e + "HHIIII", buf, pos + 8)
+                if iface >= len(ifaces):
+                    raise _no_idb(name, base + pos, iface)
+                linktype, snap, units, offset = ifaces[iface]
+                if caplen > blen - 32:
+                    raise BadInputError(name, base + pos, f"captured length {caplen} runs past "
+                                                          f"the end of its {blen}-byte block")
+                data = buf[pos + 28:pos + 28 + caplen]
+                sec, frac = divmod((th << 32) | tl, units)
+                last_ts = (sec + offset) + (frac * 1_000_000 // units) / 1e6
+                pos = end
+                stats["pcapng_obsolete_packet_block"] += 1
+                if caplen < wirelen:
+                    stats["snaplen_truncated"] += 1
+                if caplen > snap:
+                    stats["caplen_over_snaplen"] += 1
+                yield (last_ts, linktype, data, wirelen)
+            elif btype == SHB:
+                if blen < 28:
+                    raise _short(name, base + pos, "section header", blen)
+                major, minor = struct.unpack_from(e + "HH", buf, pos + 12)
+                if major != 1:
+                    raise BadInputError(name, base + pos,
+                                        f"unsupported pcapng savefile version {major}.{minor}")
+                ifaces = []  # interface ids restart in every section
+                pos = end
+            else:
+                if btype not in _IGNORED:
+                    stats["pcapng_unknown_block"] += 1
+                pos = end
+
+
+def _bad_length(src: Source, stats: Stats, base: int, pos: int, n: int, blen: int) -> None:
+    """Judge a block length libpcap would refuse: raises unless it is the truncated last block.
+
+    `base + n` bytes of input have been read; the block starts at `base + pos`.
+    """
+    where = base + pos
+    if blen & 3:
+        raise BadInputError(src.name, where, f"block length {blen} is not a multiple of 4")
+    if blen < 12:
+        raise BadInputError(src.name, where, f"block length {blen} is less than 12")
+    need = pos + blen - n
+    if need > 0 and runs_past_eof(src, base + n, need):
+        stats["truncated_final_record"] += 1
+        return
+    raise BadInputError(src.name, where, f"block length {blen} is bigger than maximum {MAX_BLOCK}")
+
+
+def _short(name: str, where: int, what: str, blen: int) -> BadInputError:
+    return BadInputError(name, where, f"{what} block length {blen} is too short")
+
+
+def _no_idb(name: str, where: int, iface: int) -> BadInputError:
+    return BadInputError(name, where, f"a packet arrived on interface {iface}, but there's no "
+                                      "Interface Description Block for that interface")
+
+
+def _parse_idb(buf: bytes, pos: int, blen: int, e: str, name: str, where: int) -> Iface:
+    """Link type, snaplen and the two timestamp options of an Interface Description Block."""
+    if blen < 20:
+        raise _short(name, where, "interface description", blen)
+    linktype, _reserved, snaplen = struct.unpack_from(e + "HHI", buf, pos + 8)
+    units, offset = 1_000_000, 0
+    o, end = pos + 16, pos + blen - 4
+    while o + 4 <= end:
+        code, olen = struct.unpack_from(e + "HH", buf, o)
+        if code == 0:
+            break
+        if o + 4 + olen > end:
+            raise BadInputError(name, where, f"interface option {code} of length {olen} runs "
+                                             "past the end of its block")
+        if code == _OPT_TSRESOL:
+            if olen != 1:
+                raise BadInputError(name, where, f"if_tsresol option with length {olen} != 1")
+            units = _tsresol_units(buf[o + 4], name, where)
+        elif code == _OPT_TSOFFSET:
+            if olen != 8:
+                raise BadInputError(name, where, f"if_tsoffset option with length {olen} != 8")
+            offset = struct.unpack_from(e + "q", buf, o + 4)[0]
+        o += 4 + ((olen + 3) & ~3)
+    snap = snaplen if 0 < snaplen <= MAX_SNAPLEN else MAX_SNAPLEN  # libpcap's adjustment
+    return (linktype, snap, units, offset)
+
+
+def _tsresol_units(v: int, name: str, where: int) -> int:
+    """Timestamp units per second: 10**v, or 2**(v & 0x7f) when the top bit is set."""
+    if v & 0x80:
+        if v & 0x7F > 63:
+            raise BadInputError(name, where, f"if_tsresol 2^-{v & 0x7F} is too high")
+        return 1 << (v & 0x7F)
+    if v > 19:
+        raise BadInputError(name, where, f"if_tsresol 10^-{v} is too high")
+    return 10 ** v

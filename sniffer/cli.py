@@ -1,0 +1,78 @@
+"""The command line: parses options, wires capture → decode → flows → output, maps errors to exit codes.
+
+Exit status: 0 on success, 2 on bad input or a bad option (one line on stderr naming the file,
+offset or field; the connections reconstructed until then are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from sniffer import __version__
+from sniffer.errors import SnifferError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2 (argparse's own default)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"sniffer: {message} (see 'sniffer {self.prog.split()[-1]} --help')\n"
+                  if " " in self.prog else f"sniffer: {message} (see 'sniffer --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sniffer", description=(
+        "Rebuild every TCP/UDP/ICMP connection, Zeek conn.log style, from captures or the wire."))
+    parser.add_argument("--version", action="version", version=f"sniffer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    read = sub.add_parser("read", help="replay pcap/pcapng files into connection records",
+                          description="Replay pcap/pcapng files (gzip too; '-' is stdin) into "
+                                      "connection records with Zeek's conn.log semantics.")
+    read.add_argument("files", nargs="+", metavar="FILE",
+                      help="capture files, read as one time-ordered stream; '-' reads stdin")
+    read.add_argument("--format", choices=("table", "zeek", "json"), default=None,
+                      help="output format (default: table on a terminal, zeek otherwise)")
+    read.add_argument("-o", "--output", metavar="FILE", help="write the records to FILE")
+    read.add_argument("-C", "--ignore-checksums", action="store_true",
+                      help="do not validate IP/TCP/UDP/ICMP checksums (like zeek -C)")
+    read.add_argument("--ignore-checksums-net", action="append", default=[], metavar="CIDR",
+                      help="do not validate checksums of packets from CIDR (repeatable)")
+    read.add_argument("--local-net", action="append", default=[], metavar="CIDR",
+                      help="local networks for local_orig/local_resp (repeatable; replaces "
+                           "the default, the private address space)")
+    read.add_argument("--likely-server-ports", default="zeek", metavar="SPEC",
+                      help="'zeek' (default) or a list like 22/tcp,80/tcp,53/udp that replaces "
+                           "the set used to guess which side is the server")
+    read.add_argument("--report-gaps-for-partial", action="store_true",
+                      help="count content gaps (missed_bytes) in connections seen midway too")
+    read.add_argument("--max-rows", type=int, default=1000, metavar="N",
+                      help="table format: show at most N connections (0: all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "read":
+            from sniffer.read import run_read
+            return run_read(args)
+    except SnifferError as exc:
+        print(f"sniffer: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `sniffer read x.pcap | head`: the reader went away; end quietly.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    return 0

@@ -1,0 +1,87 @@
+"""One settings object for the whole pipeline: checksums, local nets, likely server ports, timeouts.
+
+Defaults follow Zeek's default scripts (see docs/semantics.md), so that `sniffer read` with no
+options gives what `zeek -r` gives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from sniffer.errors import UsageError
+
+TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+
+# Zeek's Site::private_address_space (base/utils/site.zeek), IPv4 ranges with their 6to4 forms.
+PRIVATE_NETS = (
+    "0.0.0.0/8 2002::/24 10.0.0.0/8 2002:a00::/24 100.64.0.0/10 2002:6440::/26 127.0.0.0/8 "
+    "2002:7f00::/24 169.254.0.0/16 2002:a9fe::/32 172.16.0.0/12 2002:ac10::/28 192.0.0.0/24 "
+    "2002:c000::/40 192.0.2.0/24 2002:c000:200::/40 192.168.0.0/16 2002:c0a8::/32 198.18.0.0/15 "
+    "2002:c612::/31 198.51.100.0/24 2002:c633:6400::/40 203.0.113.0/24 2002:cb00:7100::/40 "
+    "224.0.0.0/24 2002:e000::/40 239.0.0.0/8 2002:ef00::/24 240.0.0.0/4 2002:f000::/20 "
+    "255.255.255.255/32 2002:ffff:ffff::/48 ::/128 ::1/128 64:ff9b:1::/48 100::/64 2001::/23 "
+    "2001:2::/48 2001:db8::/32 fc00::/7 fe80::/10 fec0::/10"
+).split()
+
+# likely_server_ports of `zeek -r` with the default scripts (CONN_SEMANTICS.md section 3.4).
+ZEEK_TCP_PORTS = (
+    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585, 587,
+    614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222,
+    5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+)
+ZEEK_UDP_PORTS = (
+    53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754,
+    4789, 5060, 5072, 5353, 5355, 6081, 20000,
+)
+_PROTO_NAMES = {"tcp": TCP, "udp": UDP, "icmp": ICMP}
+
+
+def parse_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR from the command line; a clear UsageError instead of a traceback."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise UsageError(f"not a network in CIDR form: {text!r}") from None
+
+
+def parse_ports(spec: str) -> frozenset[tuple[int, int]]:
+    """`zeek` (the default profile) or a list such as ``22/tcp,80/tcp,53/udp``.
+
+    Returns (port, ip protocol number) pairs, the form the flow table looks up.
+    """
+    spec = spec.strip()
+    if spec == "zeek":
+        return frozenset([(p, TCP) for p in ZEEK_TCP_PORTS] + [(p, UDP) for p in ZEEK_UDP_PORTS])
+    out = set()
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        port, _, proto = item.partition("/")
+        if not port.isdigit() or int(port) > 65535 or proto.lower() not in _PROTO_NAMES:
+            raise UsageError(f"--likely-server-ports: bad entry {item!r} (want PORT/tcp or PORT/udp)")
+        out.add((int(port), _PROTO_NAMES[proto.lower()]))
+    return frozenset(out)
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything a run can change; one instance flows through every stage."""
+
+    ignore_checksums: bool = False
+    ignore_checksums_nets: list = field(default_factory=list)
+    local_nets: list = field(default_factory=lambda: [parse_net(n) for n in PRIVATE_NETS])
+    likely_server_ports: frozenset = field(default_factory=lambda: parse_ports("zeek"))
+    report_gaps_for_partial: bool = False
+    # Zeek's timeouts (init-bare.zeek), seconds.
+    tcp_attempt_delay: float = 5.0
+    tcp_close_delay: float = 5.0
+    tcp_connection_linger: float = 5.0
+    tcp_SYN_timeout: float = 5.0
+    tcp_session_timer: float = 6.0
+    tcp_inactivity_timeout: float = 300.0
+    udp_inactivity_timeout: float = 60.0
+    icmp_inactivity_timeout: float = 60.0
+    unknown_ip_inactivity_timeout: float = 60.0
+    frag_timeout: float = 300.0
+    # Ports whose connections get Zeek's 1 h inactivity timeout once established.
+    long_timeout_ports: frozenset = frozenset({21, 22, 23, 513})
+    long_inactivity_timeout: float = 3600.0

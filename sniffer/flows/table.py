@@ -1,0 +1,391 @@
+"""The connection table: keys, creation and orientation, timers, UDP/ICMP/other-IP tracking.
+
+One `FlowTable` receives every decoded packet in time order (`process`) and emits a finished
+`Conn` record whenever Zeek would remove the connection: a timeout, a close, a reuse of the
+5-tuple, or the end of input (`flush`). TCP's state machine lives in `tcp.py`.
+
+Why hand-written: this is the per-packet path. Keys are plain tuples, per-connection state is
+a slotted object, and timers are one heap with lazy cancellation (a generation number per
+connection), so a packet costs a dict lookup and a few integer operations.
+"""
+
+from __future__ import annotations
+
+import heapq
+import socket
+import struct
+from collections.abc import Callable
+
+from sniffer.config import Settings
+from sniffer.decode.checksum import l4_checksum_ok
+from sniffer.flows import tcp as T
+from sniffer.flows.community_id import community_id
+from sniffer.flows.conn import Conn
+from sniffer.flows.uid import make_uid
+from sniffer.netset import NetSet
+
+_TCP_HDR = struct.Struct("!HHIIBBHH")
+_PORTS = struct.Struct("!HHHH")
+_ICMP_HDR = struct.Struct("!BBH")
+
+# ICMP request/reply counterparts (Zeek's ICMP4_counterpart / ICMP6_counterpart); every other
+# type is one-way, and its "responder port" is the ICMP code.
+_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+_ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
+                139: 140, 140: 139, 144: 145, 145: 144}
+_VXLAN_PORTS = frozenset({4789})
+_BROADCAST4 = b"\xff\xff\xff\xff"
+
+
+class SimpleConn:
+    """A UDP, ICMP or other-IP connection: two packet/byte counters and two "active" flags."""
+
+    __slots__ = (
+        "key", "uid", "start_time", "last_time", "orig_h", "orig_p", "resp_h", "resp_p",
+        "proto", "history", "hist_seen", "orig_pkts", "orig_ip_bytes", "resp_pkts",
+        "resp_ip_bytes", "orig_size", "resp_size", "orig_active", "resp_active",
+        "orig_chk", "orig_chk_thresh", "resp_chk", "resp_chk_thresh",
+        "inactivity_timeout", "inact_gen", "removed", "seq_no",
+    )
+    missed_bytes = 0
+
+    def __init__(self, key: tuple, ts: float, src: bytes, sport: int, dst: bytes, dport: int,
+                 proto: int, seq_no: int) -> None:
+        self.key = key
+        self.uid = ""
+        self.start_time = self.last_time = ts
+        self.orig_h, self.orig_p, self.resp_h, self.resp_p = src, sport, dst, dport
+        self.proto = proto
+        self.history = ""
+        self.hist_seen = 0
+        self.orig_pkts = self.orig_ip_bytes = self.resp_pkts = self.resp_ip_bytes = 0
+        self.orig_size = self.resp_size = 0
+        self.orig_active = self.resp_active = False
+        self.orig_chk = self.resp_chk = 0
+        self.orig_chk_thresh = self.resp_chk_thresh = 1
+        self.inactivity_timeout = 0.0
+        self.inact_gen = 0
+        self.removed = False
+        self.seq_no = seq_no
+
+    def flip_roles(self) -> None:
+        self.orig_h, self.resp_h = self.resp_h, self.orig_h
+        self.orig_p, self.resp_p = self.resp_p, self.orig_p
+        self.history += "^"
+
+    def conn_state(self) -> str:
+        if self.proto != 17:
+            return "OTH"
+        if self.orig_active:
+            return "SF" if self.resp_active else "S0"
+        return "SHR" if self.resp_active else "OTH"
+
+    def sizes(self) -> tuple[int, int]:
+        return self.orig_size, self.resp_size
+
+
+class FlowTable:
+    """Every live connection, keyed by canonical 5-tuple; emits `Conn` records on removal."""
+
+    def __init__(self, settings: Settings, stats, emit: Callable[[Conn], None]) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.emit = emit
+        self.conns: dict[tuple, object] = {}
+        self.timers: list = []
+        self.timer_seq = 0
+        self.network_time = 0.0
+        self.created = 0
+        self.likely = settings.likely_server_ports
+        self.local = NetSet(settings.local_nets)
+        self.no_csum_nets = NetSet(settings.ignore_checksums_nets)
+        self.check_csums = not settings.ignore_checksums
+
+    def weird(self, name: str) -> None:
+        self.stats["weird:" + name] += 1
+
+    # -- timers -------------------------------------------------------------------------------
+    def add_timer(self, when: float, conn, kind: int) -> None:
+        gen = conn.inact_gen if kind == T.INACTIVITY else getattr(conn, "timer_gen", 0)
+        self.timer_seq += 1
+        heapq.heappush(self.timers, (when, self.timer_seq, kind, gen, conn))
+
+    def set_inactivity_timeout(self, conn, timeout: float) -> None:
+        if timeout == conn.inactivity_timeout:
+            return
+        conn.inact_gen += 1
+        if timeout:
+            self.add_timer(conn.last_time + timeout, conn, T.INACTIVITY)
+        conn.inactivity_timeout = timeout
+
+    def advance(self, t: float) -> None:
+        """Fire every timer due at network time `t` (Zeek: before the packet is processed)."""
+        timers = self.timers
+        while timers and timers[0][0] <= t:
+            _, _, kind, gen, conn = heapq.heappop(timers)
+            if conn.removed:
+                continue
+            if kind == T.INACTIVITY:
+                if gen != conn.inact_gen:
+                    continue
+                if conn.last_time + conn.inactivity_timeout <= t:
+                    self.remove(conn)
+                else:
+                    self.add_timer(conn.last_time + conn.inactivity_timeout, conn, T.INACTIVITY)
+            elif gen != conn.timer_gen:
+                continue
+            elif kind == T.EXPIRE:
+                conn.expire_timer(t)
+            elif kind == T.ATTEMPT:
+                conn.attempt_timer(t)
+            else:
+                self.remove(conn)
+
+    def connection_established(self, conn: T.TCPConn) -> None:
+        """Zeek's inactivity.zeek: 1 h timeout for ports like 21, 22, 23 once established."""
+        port = conn.resp_p
+        if conn.orig.state == T.INACTIVE:
+            if (port, 6) not in self.likely and (conn.orig_p, 6) in self.likely:
+                port = conn.orig_p
+        if port in self.settings.long_timeout_ports:
+            self.set_inactivity_timeout(conn, self.settings.long_inactivity_timeout)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _new(self, cls, key, ts, src, sport, dst, dport, proto, flip: bool):
+        self.created += 1
+        if cls is T.TCPConn:
+            conn = T.TCPConn(self, key, ts, src, sport, dst, dport, self.created)
+            timeout = self.settings.udp_inactivity_timeout
+        else:
+            conn = SimpleConn(key, ts, src, sport, dst, dport, proto, self.created)
+            timeout = (self.settings.udp_inactivity_timeout if proto == 17 else
+                       self.settings.icmp_inactivity_timeout if proto in (1, 58) else
+                       self.settings.unknown_ip_inactivity_timeout)
+        conn.uid = make_uid(key, ts, self.created)
+        if flip and dst != _BROADCAST4:
+            conn.flip_roles()
+        self.set_inactivity_timeout(conn, timeout)
+        if cls is T.TCPConn:
+            self.add_timer(self.network_time + self.settings.tcp_SYN_timeout, conn, T.EXPIRE)
+        self.conns[key] = conn
+        return conn
+
+    def remove(self, conn) -> None:
+        if conn.removed:
+            return
+        conn.removed = True
+        if self.conns.get(conn.key) is conn:
+            del self.conns[conn.key]
+        self.emit(self.record(conn))
+
+    def flush(self) -> None:
+        """End of input: every remaining connection, in creation order, no timeouts applied."""
+        for conn in sorted(self.conns.values(), key=lambda c: c.seq_no):
+            conn.removed = True
+            self.emit(self.record(conn))
+        self.conns.clear()
+        self.timers.clear()
+
+    def record(self, c) -> Conn:
+        orig_h, resp_h = _ntop(c.orig_h), _ntop(c.resp_h)
+        proto = c.proto
+        duration = c.last_time - c.start_time
+        rec = Conn(
+            ts=c.start_time, uid=c.uid, orig_h=orig_h, orig_p=c.orig_p, resp_h=resp_h,
+            resp_p=c.resp_p, proto=_PROTO_NAMES.get(proto, "unknown_transport"), ip_proto=proto,
+            conn_state=c.conn_state(), local_orig=c.orig_h in self.local,
+            local_resp=c.resp_h in self.local, missed_bytes=c.missed_bytes, history=c.history,
+            orig_pkts=c.orig_pkts, orig_ip_bytes=c.orig_ip_bytes, resp_pkts=c.resp_pkts,
+            resp_ip_bytes=c.resp_ip_bytes,
+            community_id=community_id(c.orig_h, c.resp_h, proto, c.orig_p, c.resp_p),
+        )
+        if duration > 0:
+            rec.duration = duration
+            rec.orig_bytes, rec.resp_bytes = c.sizes()
+        return rec
+
+    # -- per packet ---------------------------------------------------------------------------
+    def process(self, ts: float, pkt: tuple) -> None:
+        """One decoded IP packet: `(src, dst, proto, ip_len, l4, l4_len, ttl)`."""
+        if ts > self.network_time:
+            self.network_time = ts
+            if self.timers and self.timers[0][0] <= ts:
+                self.advance(ts)
+        proto = pkt[2]
+        if proto == 6:
+            self._tcp(ts, pkt)
+        elif proto == 17:
+            self._udp(ts, pkt)
+        elif proto == 1 or proto == 58:
+            self._icmp(ts, pkt)
+        else:
+            self._other(ts, pkt)
+
+    def _csum_ok(self, src: bytes, dst: bytes, proto: int, l4: bytes, l4_len: int) -> bool:
+        if not self.check_csums or len(l4) < l4_len:
+            return True
+        if self.no_csum_nets and src in self.no_csum_nets:
+            return True
+        return l4_checksum_ok(src, dst, proto, l4, l4_len)
+
+    def _tcp(self, ts: float, pkt: tuple) -> None:
+        src, dst, _, ip_len, l4, l4_len, _ = pkt
+        if l4_len < 20:
+            self.weird("truncated_header")
+            return
+        if len(l4) < 20:
+            self.weird("internally_truncated_header")
+            return
+        sport, dport, seq, ack, off, flags, win, _ = _TCP_HDR.unpack_from(l4)
+        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        conns = self.conns
+        conn = conns.get(key)
+        if conn is None:
+            conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
+                             self._tcp_flip(sport, dport, flags))
+        elif (off >> 4) >= 5 and conn.is_reuse(flags, seq):
+            self.remove(conn)
+            conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
+                             self._tcp_flip(sport, dport, flags))
+        is_orig = src == conn.orig_h and sport == conn.orig_p
+        hdr_len = (off >> 4) * 4
+        if hdr_len < 20:
+            self.weird("bad_TCP_header_len")
+            return
+        if hdr_len > l4_len or hdr_len > len(l4):
+            self.weird("truncated_header")
+            return
+        length = l4_len - hdr_len
+        if not self._csum_ok(src, dst, 6, l4, l4_len):
+            self.weird("bad_TCP_checksum")
+            conn.checksum_error(is_orig)
+            return
+        conn.process(ts, is_orig, flags, seq, ack, win, length, len(l4) - hdr_len)
+        if is_orig:
+            conn.orig_pkts += 1
+            conn.orig_ip_bytes += ip_len
+        else:
+            conn.resp_pkts += 1
+            conn.resp_ip_bytes += ip_len
+
+    def _tcp_flip(self, sport: int, dport: int, flags: int) -> bool:
+        """Zeek's TCPAnalyzer::WantConnection: guess the server of a connection seen midway."""
+        if flags & T.SYN and not flags & T.ACK:
+            return False
+        likely = self.likely
+        if (sport, 6) in likely:
+            if (dport, 6) in likely:
+                return not flags & T.SYN and sport < dport
+            return True
+        return False
+
+    def _udp(self, ts: float, pkt: tuple) -> None:
+        src, dst, _, ip_len, l4, l4_len, _ = pkt
+        if l4_len < 8:
+            self.weird("truncated_header")
+            return
+        if len(l4) < 8:
+            self.weird("internally_truncated_header")
+            return
+        sport, dport, ulen, csum = _PORTS.unpack_from(l4)
+        key = (src, sport, dst, dport, 17) if (src, sport) < (dst, dport) else (dst, dport, src, sport, 17)
+        conn = self.conns.get(key)
+        if conn is None:
+            likely = self.likely
+            flip = (sport, 17) in likely and (dport, 17) not in likely
+            conn = self._new(SimpleConn, key, ts, src, sport, dst, dport, 17, flip)
+        is_orig = src == conn.orig_h and sport == conn.orig_p
+        if self.check_csums and len(l4) >= l4_len and not (self.no_csum_nets and src in self.no_csum_nets):
+            validate = True
+            if (csum == 0 and dport in _VXLAN_PORTS and l4_len > 8 + 8 + 14
+                    and len(l4) > 8 and l4[8] & 0x08):
+                validate = False
+            if validate and (csum or len(src) == 16) and not l4_checksum_ok(src, dst, 17, l4, l4_len):
+                self.weird("bad_UDP_checksum")
+                if is_orig:
+                    conn.orig_chk += 1
+                    if conn.orig_chk == conn.orig_chk_thresh:
+                        conn.history += "C"
+                        conn.orig_chk_thresh *= 10
+                else:
+                    conn.resp_chk += 1
+                    if conn.resp_chk == conn.resp_chk_thresh:
+                        conn.history += "c"
+                        conn.resp_chk_thresh *= 10
+                return
+        conn.last_time = ts
+        size = ulen - 8 if ulen > 8 else 0
+        if is_orig:
+            if not conn.hist_seen & 1:
+                conn.hist_seen |= 1
+                conn.history += "D"
+            conn.orig_active = True
+            conn.orig_size += size
+            conn.orig_pkts += 1
+            conn.orig_ip_bytes += ip_len
+        else:
+            if not conn.hist_seen & 2:
+                conn.hist_seen |= 2
+                conn.history += "d"
+            conn.resp_active = True
+            conn.resp_size += size
+            conn.resp_pkts += 1
+            conn.resp_ip_bytes += ip_len
+
+    def _icmp(self, ts: float, pkt: tuple) -> None:
+        src, dst, proto, ip_len, l4, l4_len, _ = pkt
+        if l4_len < 8:
+            self.weird("truncated_header")
+            return
+        if len(l4) < 8:
+            self.weird("internally_truncated_header")
+            return
+        icmp_type, code, _ = _ICMP_HDR.unpack_from(l4)
+        pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
+        counterpart = pairs.get(icmp_type)
+        if counterpart is None:  # one-way message: the key keeps its direction
+            key = (src, icmp_type, dst, code, proto, 1)
+            dport = code
+        else:
+            dport = counterpart
+            key = ((src, icmp_type, dst, dport, proto) if (src, icmp_type) < (dst, dport)
+                   else (dst, dport, src, icmp_type, proto))
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = self._new(SimpleConn, key, ts, src, icmp_type, dst, dport, proto, False)
+        is_orig = src == conn.orig_h and icmp_type == conn.orig_p
+        if not self._csum_ok(src, dst, proto, l4, l4_len):
+            self.weird("bad_ICMP_checksum")
+            return
+        conn.last_time = ts
+        if is_orig:
+            conn.orig_active = True
+            conn.orig_size += l4_len - 8
+            conn.orig_pkts += 1
+            conn.orig_ip_bytes += ip_len
+        else:
+            conn.resp_active = True
+            conn.resp_size += l4_len - 8
+            conn.resp_pkts += 1
+            conn.resp_ip_bytes += ip_len
+
+    def _other(self, ts: float, pkt: tuple) -> None:
+        src, dst, proto, ip_len = pkt[0], pkt[1], pkt[2], pkt[3]
+        key = (src, 0, dst, 0, proto) if src < dst else (dst, 0, src, 0, proto)
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = self._new(SimpleConn, key, ts, src, 0, dst, 0, proto, False)
+        conn.last_time = ts
+        if src == conn.orig_h:
+            conn.orig_pkts += 1
+            conn.orig_ip_bytes += ip_len
+        else:
+            conn.resp_pkts += 1
+            conn.resp_ip_bytes += ip_len
+
+
+_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+
+
+def _ntop(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

@@ -1,0 +1,181 @@
+"""Streaming conn.log writer in Zeek's ASCII (TSV) layout.
+
+Why byte-for-byte Zeek: the output is diffed against Zeek's own conn.log baselines and read by
+zeek-cut and other Zeek tooling, so the header lines, field order, type names and value
+formatting follow Zeek's ASCII writer (``logging/writers/ascii`` and the ASCII formatter):
+time/interval as ``%.6f``, bool ``T``/``F``, unset ``-``, empty string/set ``(empty)``, set
+elements joined by ``,``, and reserved or non-printable content escaped as ``\\xHH``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
+
+from sniffer.flows.conn import Conn
+
+SEPARATOR = "\t"
+SET_SEPARATOR = ","
+EMPTY_FIELD = "(empty)"
+UNSET_FIELD = "-"
+
+#: Zeek's 22 default conn.log fields, in Zeek's order.
+ZEEK_FIELDS: tuple[str, ...] = (
+    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
+    "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
+    "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+    "tunnel_parents", "ip_proto",
+)
+
+#: What sniffer writes by default: Zeek's fields plus the Community ID (as Zeek's
+#: ``policy/protocols/conn/community-id-logging`` appends it).
+DEFAULT_FIELDS: tuple[str, ...] = ZEEK_FIELDS + ("community_id",)
+
+#: Zeek type name of every field this writer knows.
+FIELD_TYPES: dict[str, str] = {
+    "ts": "time", "uid": "string", "id.orig_h": "addr", "id.orig_p": "port",
+    "id.resp_h": "addr", "id.resp_p": "port", "proto": "enum", "service": "string",
+    "duration": "interval", "orig_bytes": "count", "resp_bytes": "count",
+    "conn_state": "string", "local_orig": "bool", "local_resp": "bool",
+    "missed_bytes": "count", "history": "string", "orig_pkts": "count",
+    "orig_ip_bytes": "count", "resp_pkts": "count", "resp_ip_bytes": "count",
+    "tunnel_parents": "set[string]", "ip_proto": "count", "community_id": "string",
+    "orig_l2_addr": "string", "resp_l2_addr": "string",
+}
+
+
+def field_value(conn: Conn, name: str) -> Any:
+    """The value of conn.log field `name` for `conn`; ``None`` means unset.
+
+    Zeek leaves ``history`` and ``tunnel_parents`` unset (not empty) when there is nothing to
+    record, so an empty value maps to ``None`` here.
+    """
+    if name == "id.orig_h":
+        return conn.orig_h
+    if name == "id.orig_p":
+        return conn.orig_p
+    if name == "id.resp_h":
+        return conn.resp_h
+    if name == "id.resp_p":
+        return conn.resp_p
+    if name == "history":
+        return conn.history or None
+    if name == "tunnel_parents":
+        return list(conn.tunnel_parents) or None
+    if name not in FIELD_TYPES:
+        raise ValueError(f"unknown conn.log field {name!r}")
+    return getattr(conn, name)
+
+
+def _escape_text(s: str, extra: str = "") -> str:
+    """Escape what would break a TSV line: backslash, control characters and `extra`."""
+    if s.isprintable() and "\\" not in s and "\t" not in s and not any(c in s for c in extra):
+        return s
+    out = []
+    for c in s:
+        if c == "\\" or c in extra or (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0):
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _format_string(s: str, extra: str = "") -> str:
+    """Zeek's string rendering: empty -> ``(empty)``; a value equal to a placeholder has its
+    first character hex-escaped so it cannot be read back as unset/empty."""
+    if not s:
+        return EMPTY_FIELD
+    if s in (UNSET_FIELD, EMPTY_FIELD):
+        return f"\\x{ord(s[0]):02x}{s[1:]}"
+    return _escape_text(s, extra)
+
+
+def format_value(value: Any, ztype: str) -> str:
+    """Render one value of Zeek type `ztype` the way Zeek's ASCII formatter does."""
+    if value is None:
+        return UNSET_FIELD
+    if ztype in ("time", "interval"):
+        return f"{value:.6f}"
+    if ztype == "bool":
+        return "T" if value else "F"
+    if ztype in ("count", "port"):
+        return str(int(value))
+    if ztype.startswith(("set[", "vector[")):
+        if not value:
+            return EMPTY_FIELD
+        return SET_SEPARATOR.join(_format_string(str(v), SET_SEPARATOR) for v in value)
+    return _format_string(str(value))
+
+
+def format_row(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> str:
+    """One conn.log data line (without the newline). A line that would start with ``#`` gets
+    that character escaped, as Zeek does, so readers never take it for a header."""
+    line = SEPARATOR.join(format_value(field_value(conn, f), FIELD_TYPES[f]) for f in fields)
+    if line.startswith("#"):
+        line = "\\x23" + line[1:]
+    return line
+
+
+def log_timestamp(t: float) -> str:
+    """``#open``/``#close`` value: local time as ``%Y-%m-%d-%H-%M-%S`` like Zeek's writer."""
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(t))
+
+
+def header_lines(fields: Sequence[str], path: str, open_time: float) -> list[str]:
+    """The header block Zeek writes before the first row."""
+    return [
+        "#separator \\x09",
+        f"#set_separator{SEPARATOR}{SET_SEPARATOR}",
+        f"#empty_field{SEPARATOR}{EMPTY_FIELD}",
+        f"#unset_field{SEPARATOR}{UNSET_FIELD}",
+        f"#path{SEPARATOR}{path}",
+        f"#open{SEPARATOR}{log_timestamp(open_time)}",
+        "#fields" + SEPARATOR + SEPARATOR.join(fields),
+        "#types" + SEPARATOR + SEPARATOR.join(FIELD_TYPES[f] for f in fields),
+    ]
+
+
+class ZeekWriter:
+    """Write `Conn` records to `out` as they arrive; ``close()`` writes the ``#close`` line.
+
+    The header is written at construction so that an input with no connections still gives a
+    valid, empty log. `clock` supplies the wall-clock time for ``#open``/``#close`` (Zeek uses
+    the wall clock, not packet time); tests pass a fixed one. The writer does not close `out`.
+    Use as a context manager, or pass ``writer.write`` as the flow table's `emit`.
+    """
+
+    def __init__(self, out: TextIO, fields: Sequence[str] = DEFAULT_FIELDS, *,
+                 path: str = "conn", clock: Callable[[], float] = time.time) -> None:
+        unknown = [f for f in fields if f not in FIELD_TYPES]
+        if unknown:
+            raise ValueError(f"unknown conn.log field(s): {', '.join(unknown)}")
+        self.out = out
+        self.fields = tuple(fields)
+        self.clock = clock
+        self.closed = False
+        self.rows = 0
+        out.write("\n".join(header_lines(self.fields, path, clock())) + "\n")
+
+    def write(self, conn: Conn) -> None:
+        """Append one connection row."""
+        self.out.write(format_row(conn, self.fields) + "\n")
+        self.rows += 1
+
+    def write_all(self, conns: Iterable[Conn]) -> None:
+        """Append several rows in the given order."""
+        for conn in conns:
+            self.write(conn)
+
+    def close(self) -> None:
+        """Write the ``#close`` trailer once and flush."""
+        if not self.closed:
+            self.closed = True
+            self.out.write(f"#close{SEPARATOR}{log_timestamp(self.clock())}\n")
+            self.out.flush()
+
+    def __enter__(self) -> ZeekWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
