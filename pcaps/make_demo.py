@@ -78,7 +78,7 @@ MSS = [("MSS", 1460)]
 HTTP_REQ = (b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\n"
             b"Accept: */*\r\n\r\n")
 HTTP_RESP = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\n"
-             b"Content-Length: 129\r\n\r\n<!doctype html><html><head><title>Example Domain"
+             b"Content-Length: 118\r\n\r\n<!doctype html><html><head><title>Example Domain"
              b"</title></head><body><h1>Example Domain</h1><p>demo</p></body></html>\n")
 
 
@@ -168,10 +168,11 @@ def dns(t: int) -> list[Frame]:
 
 def ping(t: int) -> list[Frame]:
     """Flow 6: three ICMP echo requests and replies, one second apart (OTH, ports 8/0)."""
-    data = bytes(range(0x10, 0x38))  # 56 bytes, as ping(8) sends
     frames: list[Frame] = []
     for i in range(3):
         ts = t + i * 1_000_000
+        # 56 bytes as ping(8) sends: a struct timeval of the send time, then 0x10..0x37
+        data = struct.pack("<qq", ts // 1_000_000, ts % 1_000_000) + bytes(range(0x10, 0x38))
         frames.append((ts, bytes(eth(MAC_CLIENT, MAC_GW) / IP(src=CLIENT, dst=WEB, id=100 + i) /
                                  ICMP(type=8, id=0x4D2, seq=i + 1) / Raw(data))))
         frames.append((ts + 23_100 + i * 37, bytes(

@@ -138,6 +138,7 @@ class Decoder:
         if b0 >> 4 == 4:
             tot, frag, ttl, proto, src, dst = _V4.unpack_from(data, off)
             hl = (b0 & 15) << 2
+            counted = tot  # Zeek counts the header's total length, even a TSO zero
             if tot == 0:
                 # Segmentation offload zeroes the length; so would a bogus header.
                 self.stats["ip_hdr_len_zero"] += 1
@@ -165,7 +166,7 @@ class Decoder:
                 return None
             if frag & 0x3FFF:
                 return self._v4_fragment(ts, data, off, hl, tot, frag, ttl, proto, src, dst)
-            return src, dst, proto, tot, data[off + hl : off + tot], tot - hl, ttl
+            return src, dst, proto, counted, data[off + hl : off + tot], tot - hl, ttl
         if b0 >> 4 == 6:
             if ip_n < 40:
                 self.stats["truncated_IP"] += 1

@@ -261,7 +261,9 @@ class FlowTable:
             conn.checksum_error(is_orig)
             return
         conn.process(ts, is_orig, flags, seq, ack, win, length, len(l4) - hdr_len)
-        if is_orig:
+        # Counted for the sender as it stands after the packet: a "^h" flip made the
+        # packet that caused it the originator's.
+        if src == conn.orig_h and sport == conn.orig_p:
             conn.orig_pkts += 1
             conn.orig_ip_bytes += ip_len
         else:

@@ -528,7 +528,8 @@ class TCPConn:
                     continue
                 if b[0] >= up_to_seq:
                     break
-                self._gap(ep, b[0] - ep.last_reassem)
+                if b[0] > ep.last_reassem:
+                    self._gap(ep, b[0] - ep.last_reassem)
                 ep.last_reassem = b[1]
             if up_to_seq > ep.last_reassem:
                 self._gap(ep, up_to_seq - ep.last_reassem)
