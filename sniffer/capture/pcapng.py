@@ -59,6 +59,34 @@ def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
         n = len(buf)
         while pos + 12 <= n:
             btype, blen = hdr(buf, pos)
+            end = pos + blen
+            if btype == EPB and 32 <= blen <= MAX_BLOCK and not blen & 3:
+                # The hot path: an Enhanced Packet Block.
+                if end > n:
+                    break  # need the next chunk
+                if u32(buf, end - 4)[0] != blen:
+                    raise _trailer_mismatch(name, base + pos, blen, u32(buf, end - 4)[0])
+                iface, th, tl, caplen, wirelen = epb(buf, pos + 8)
+                try:
+                    linktype, snap, units, offset = ifaces[iface]
+                except IndexError:
+                    raise _no_idb(name, base + pos, iface) from None
+                if caplen > blen - 32:
+                    raise _caplen_past_block(name, base + pos, caplen, blen)
+                start = pos + 28
+                pos = end
+                if units == 1_000_000:
+                    sec, usec = divmod((th << 32) | tl, 1_000_000)
+                else:
+                    sec, frac = divmod((th << 32) | tl, units)
+                    usec = frac * 1_000_000 // units
+                last_ts = (sec + offset) + usec / 1e6
+                if caplen < wirelen:
+                    stats["snaplen_truncated"] += 1
+                if caplen > snap:
+                    stats["caplen_over_snaplen"] += 1
+                yield (last_ts, linktype, buf[start:start + caplen], wirelen)
+                continue
             if btype == SHB:
                 bom = buf[pos + 8:pos + 12]
                 if bom == b"\x4d\x3c\x2b\x1a":
@@ -72,36 +100,17 @@ def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
                 u32 = struct.Struct(e + "I").unpack_from
                 epb = struct.Struct(e + "IIIII").unpack_from
                 blen = hdr(buf, pos)[1]
-            end = pos + blen
+                end = pos + blen
             if blen & 3 or blen < 12 or blen > MAX_BLOCK:
                 _bad_length(src, stats, base, pos, n, blen)
                 return  # it ran past EOF: the truncated last record
             if end > n:
                 break  # need the next chunk
             if u32(buf, end - 4)[0] != blen:
-                raise BadInputError(name, base + pos, f"block total length in header {blen} and "
-                                                      f"trailer {u32(buf, end - 4)[0]} don't match")
+                raise _trailer_mismatch(name, base + pos, blen, u32(buf, end - 4)[0])
             if btype == EPB:
-                if blen < 32:
-                    raise _short(name, base + pos, "enhanced packet", blen)
-                iface, th, tl, caplen, wirelen = epb(buf, pos + 8)
-                if iface >= len(ifaces):
-                    raise _no_idb(name, base + pos, iface)
-                linktype, snap, units, offset = ifaces[iface]
-                if caplen > blen - 32:
-                    raise BadInputError(name, base + pos, f"captured length {caplen} runs past "
-                                                          f"the end of its {blen}-byte block")
-                start = pos + 28
-                data = buf[start:start + caplen]
-                sec, frac = divmod((th << 32) | tl, units)
-                last_ts = (sec + offset) + (frac * 1_000_000 // units) / 1e6
-                pos = end
-                if caplen < wirelen:
-                    stats["snaplen_truncated"] += 1
-                if caplen > snap:
-                    stats["caplen_over_snaplen"] += 1
-                yield (last_ts, linktype, data, wirelen)
-            elif btype == SPB:
+                raise _short(name, base + pos, "enhanced packet", blen)
+            if btype == SPB:
                 if blen < 16:
                     raise _short(name, base + pos, "simple packet", blen)
                 if not ifaces:
@@ -127,8 +136,7 @@ def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
                     raise _no_idb(name, base + pos, iface)
                 linktype, snap, units, offset = ifaces[iface]
                 if caplen > blen - 32:
-                    raise BadInputError(name, base + pos, f"captured length {caplen} runs past "
-                                                          f"the end of its {blen}-byte block")
+                    raise _caplen_past_block(name, base + pos, caplen, blen)
                 data = buf[pos + 28:pos + 28 + caplen]
                 sec, frac = divmod((th << 32) | tl, units)
                 last_ts = (sec + offset) + (frac * 1_000_000 // units) / 1e6
@@ -173,6 +181,16 @@ def _bad_length(src: Source, stats: Stats, base: int, pos: int, n: int, blen: in
 
 def _short(name: str, where: int, what: str, blen: int) -> BadInputError:
     return BadInputError(name, where, f"{what} block length {blen} is too short")
+
+
+def _trailer_mismatch(name: str, where: int, blen: int, trailer: int) -> BadInputError:
+    return BadInputError(name, where, f"block total length in header {blen} and trailer "
+                                      f"{trailer} don't match")
+
+
+def _caplen_past_block(name: str, where: int, caplen: int, blen: int) -> BadInputError:
+    return BadInputError(name, where, f"captured length {caplen} runs past the end of its "
+                                      f"{blen}-byte block")
 
 
 def _no_idb(name: str, where: int, iface: int) -> BadInputError:

@@ -143,7 +143,7 @@ def open_source(path: str, stats: Stats) -> Source:
 
     def gz_read(n: int) -> bytes:
         try:
-            return gz.read(n)
+            return gz.read1(n)
         except EOFError:  # cut-off gzip: all data before the cut was already returned
             stats["gzip_truncated"] += 1
             return b""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from rich import box
 from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
@@ -50,7 +51,7 @@ STATE_STYLES: dict[str, str] = {
 TOTAL_KEYS = ("packets", "bytes")
 
 #: Below this console width the connection table drops its less important columns.
-WIDE = 120
+WIDE = 140
 
 
 def escape_controls(s: str) -> str:
@@ -91,6 +92,20 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def short_bytes(n: int | None) -> str:
+    """1536 -> '1.5K': for the combined bytes column of a narrow table."""
+    if n is None:
+        return "-"
+    if n < 1000:
+        return str(n)
+    value = float(n)
+    for unit in ("K", "M", "G", "T"):
+        value /= 1024
+        if value < 999.5 or unit == "T":
+            return f"{value:.1f}{unit}" if value < 9.95 else f"{value:.0f}{unit}"
+    return str(n)  # pragma: no cover
+
+
 def human_duration(d: float | None) -> str:
     """Seconds as '-', '850ms', '12.3s', '4m05s' or '2h03m'."""
     if d is None:
@@ -112,13 +127,14 @@ def endpoint(host: str, port: int, proto: str) -> str:
 
 def _utc(ts: float, wide: bool) -> str:
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if wide else dt.strftime("%H:%M:%S.%f")[:-3]
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if wide else dt.strftime("%H:%M:%S.%f")[:-3]
 
 
 def _count_table(title: str, headers: tuple[str, ...], rows: list[tuple[object, ...]],
                  styles: Mapping[int, Callable[[object], str]] | None = None) -> Table:
     """A small summary table; column 0 is left-aligned, the rest right-aligned numbers."""
-    table = Table(title=title, title_style="bold", show_edge=False, pad_edge=False, expand=False)
+    table = Table(title=title, title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, padding=(0, 1, 0, 0), expand=False)
     for i, h in enumerate(headers):
         table.add_column(h, justify="left" if i == 0 or h == "meaning" else "right")
     for row in rows:
@@ -152,14 +168,18 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
         talker_bytes[c.resp_h] += c.orig_ip_bytes + c.resp_ip_bytes
         talker_conns[c.orig_h] += 1
         talker_conns[c.resp_h] += 1
-    proto_rows = [(p, n, proto_pkts[p], human_bytes(proto_bytes[p]))
+    proto_rows = [(p.replace("unknown_transport", "other"), n, proto_pkts[p],
+                   human_bytes(proto_bytes[p]))
                   for p, n in proto_conns.most_common()]
     top = 10 if width >= 100 else 5
     talker_rows = [(h, talker_conns[h], human_bytes(b))
                    for h, b in sorted(talker_bytes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
 
     input_rows: list[tuple[object, ...]] = [("connections", len(conns))]
-    input_rows += [(k, stats.get(k, 0)) for k in TOTAL_KEYS if k in stats]
+    if "packets" in stats:
+        input_rows.append(("packets", stats["packets"]))
+    if "bytes" in stats:
+        input_rows.append(("bytes", human_bytes(stats["bytes"])))
     skipped = sorted(((k, n) for k, n in stats.items() if k not in TOTAL_KEYS and n),
                      key=lambda kv: (-kv[1], str(kv[0])))
 
@@ -167,7 +187,7 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
         return STATE_STYLES.get(str(v), "")
 
     parts: list[RenderableType] = [
-        _count_table("Input", ("", "count"), input_rows),
+        _count_table("Input", ("", "total"), input_rows),
         _count_table("By state", state_headers, state_rows, {0: state_style}),
         _count_table("By protocol", ("proto", "conns", "pkts", "IP bytes"), proto_rows),
         _count_table(f"Top {top} talkers", ("host", "conns", "IP bytes"), talker_rows),
@@ -178,45 +198,58 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
     else:
         parts.append(Group(Text("Skipped or damaged", style="bold"),
                            Text("nothing skipped", style="green")))
-    return Columns(parts, padding=(1, 4), equal=False, expand=False)
+    return Columns(parts, padding=(1, 3), equal=False, expand=False)
+
+
+def _proto_label(c: Conn) -> str:
+    """Zeek's proto, with the IP protocol number for the catch-all ``unknown_transport``."""
+    return f"ip/{c.ip_proto}" if c.proto == "unknown_transport" else c.proto
 
 
 def conn_table(conns: list[Conn], width: int, max_rows: int | None = None) -> Table:
-    """One row per connection; below `WIDE` columns only the essentials are kept."""
-    wide = width >= WIDE
+    """One row per connection. Columns are dropped as the console narrows: below 100 there is
+    no time or duration, below `WIDE` bytes are combined and there are no packets or uid.
+    Times are shown to the millisecond; the exact values are in the zeek/json outputs."""
+    wide, medium = width >= WIDE, width >= 100
     shown = conns if max_rows is None else conns[:max_rows]
     title = f"Connections ({len(conns)})"
     if len(shown) < len(conns):
         title += f", first {len(shown)} shown"
-    table = Table(title=title, title_style="bold", caption="times UTC" if conns else None,
-                  show_edge=False, pad_edge=False, header_style="bold", expand=False)
-    table.add_column("start" if wide else "time", no_wrap=True)
+    table = Table(title=title, title_style="bold", caption="times UTC" if medium else None,
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
+                  padding=(0, 1, 0, 0), expand=False)
+    if medium:
+        table.add_column("start" if wide else "time", no_wrap=True)
     table.add_column("proto", no_wrap=True)
-    table.add_column("originator", overflow="fold")
-    table.add_column("responder", overflow="fold")
+    table.add_column("originator", overflow="fold", min_width=15)
+    table.add_column("responder", overflow="fold", min_width=15)
     table.add_column("state", no_wrap=True)
-    table.add_column("history", overflow="fold")
-    table.add_column("dur", justify="right", no_wrap=True)
-    table.add_column("bytes o/r" if not wide else "orig bytes", justify="right", no_wrap=True)
+    table.add_column("history", overflow="fold", max_width=12)
+    if medium:
+        table.add_column("dur", justify="right", no_wrap=True)
     if wide:
+        table.add_column("orig bytes", justify="right", no_wrap=True)
         table.add_column("resp bytes", justify="right", no_wrap=True)
         table.add_column("pkts o/r", justify="right", no_wrap=True)
-        table.add_column("uid", no_wrap=True, style="dim")
+        table.add_column("uid", overflow="fold", style="dim")
+    else:
+        table.add_column("bytes o/r", justify="right", no_wrap=True)
     for c in shown:
-        cells = [
-            literal(_utc(c.ts, wide), "dim"),
-            literal(c.proto),
+        cells = [literal(_utc(c.ts, wide), "dim")] if medium else []
+        cells += [
+            literal(_proto_label(c)),
             literal(endpoint(c.orig_h, c.orig_p, c.proto)),
             literal(endpoint(c.resp_h, c.resp_p, c.proto)),
             literal(c.conn_state, STATE_STYLES.get(c.conn_state, "")),
             literal(c.history or "-"),
-            literal(human_duration(c.duration)),
         ]
+        if medium:
+            cells.append(literal(human_duration(c.duration)))
         if wide:
             cells += [literal(human_bytes(c.orig_bytes)), literal(human_bytes(c.resp_bytes)),
                       literal(f"{c.orig_pkts}/{c.resp_pkts}"), literal(c.uid, "dim")]
         else:
-            cells.append(literal(f"{human_bytes(c.orig_bytes)}/{human_bytes(c.resp_bytes)}"
+            cells.append(literal(f"{short_bytes(c.orig_bytes)}/{short_bytes(c.resp_bytes)}"
                                  if c.orig_bytes is not None else "-"))
         table.add_row(*cells)
     return table
