@@ -248,7 +248,8 @@ def _block(btype: int, body: bytes) -> bytes:
 def pcapng_bytes(frs: list[Frame]) -> bytes:
     """pcapng: SHB, one Ethernet IDB (if_name eth0, if_tsresol 6), one EPB per frame."""
     end = struct.pack("<HH", 0, 0)
-    shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(4, b"sniffer pcaps/make_demo.py") + end
+    shb = (struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+           + _option(4, b"sniffer pcaps/make_demo.py") + end)
     idb = (struct.pack("<HHI", LINKTYPE_ETHERNET, 0, SNAPLEN) + _option(2, b"eth0")
            + _option(9, b"\x06") + end)
     out = [_block(0x0A0D0D0A, shb), _block(1, idb)]

@@ -153,7 +153,7 @@ def test_readable_by_zeek_cut(tmp_path: Path) -> None:
 
 def _corpus_dir() -> Path | None:
     here = Path(__file__).resolve()
-    for cand in (here.parents[2] / "shared", here.parents[1].parent / "shared", Path("/work/shared")):
+    for cand in (here.parents[1] / "shared", here.parents[2] / "shared", Path("/work/shared")):
         if (cand / "corpus" / "zeek").is_dir():
             return cand / "corpus" / "zeek"
     return None
@@ -298,6 +298,7 @@ def test_helpers() -> None:
     assert con.endpoint("10.0.0.1", 0, "unknown_transport") == "10.0.0.1"
     assert con.human_bytes(1536) == "1.5 KiB" and con.human_bytes(None) == "-"
     assert con.human_duration(None) == "-" and con.human_duration(75) == "1m15s"
+    assert con._utc(1e300, True) == f"{1e300:.6f}"  # corrupt timestamps do not crash
 
 
 def test_progress_noop_when_not_a_terminal() -> None:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich import box
 from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -126,11 +132,15 @@ def endpoint(host: str, port: int, proto: str) -> str:
 
 
 def _utc(ts: float, wide: bool) -> str:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    """Packet time in UTC; a timestamp no calendar can show (corrupt file) stays a number."""
+    try:
+        dt = datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:.6f}"
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if wide else dt.strftime("%H:%M:%S.%f")[:-3]
 
 
-def _count_table(title: str, headers: tuple[str, ...], rows: list[tuple[object, ...]],
+def _count_table(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]],
                  styles: Mapping[int, Callable[[object], str]] | None = None) -> Table:
     """A small summary table; column 0 is left-aligned, the rest right-aligned numbers."""
     table = Table(title=title, title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
