@@ -28,11 +28,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def run_packets(paths: list[str], settings: Settings, stats: Stats, emit) -> BadInputError | None:
+def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
+                advance=None) -> BadInputError | None:
     """Run the pipeline over `paths`; every connection reaches `emit`, even after bad input.
 
-    Returns the input error that stopped the run early, if any (the caller reports it after
-    the output is complete).
+    `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
+    progress bar). Returns the input error that stopped the run early, if any (the caller
+    reports it after the output is complete).
     """
     decoder = Decoder(settings, stats)
     table = FlowTable(settings, stats, emit)
@@ -41,7 +43,10 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit) -> Bad
     packets = 0
     error = None
     try:
-        for ts, linktype, data, wirelen in open_capture(paths, stats):
+        packets_in = open_capture(paths, stats)
+        if advance is not None:
+            packets_in = _counted(packets_in, advance)
+        for ts, linktype, data, wirelen in packets_in:
             packets += 1
             pkt = decode(ts, linktype, data, wirelen)
             if pkt is not None:
@@ -52,6 +57,19 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit) -> Bad
         stats["packets"] += packets
         table.flush()
     return error
+
+
+def _counted(packets, advance):
+    for p in packets:
+        advance(len(p[2]) + 16)
+        yield p
+
+
+def _total_size(paths: list[str]) -> int | None:
+    try:
+        return sum(os.path.getsize(p) for p in paths)
+    except OSError:
+        return None  # stdin, or a file the reader will report
 
 
 def run_read(args: argparse.Namespace) -> int:
@@ -81,7 +99,13 @@ def run_read(args: argparse.Namespace) -> int:
     else:
         emit = conns.append
     try:
-        error = run_packets(args.files, settings, stats, emit)
+        if sys.stderr.isatty():
+            from sniffer.output.console import progress
+            total = None if "-" in args.files else _total_size(args.files)
+            with progress(total, min_total=8 << 20) as advance:
+                error = run_packets(args.files, settings, stats, emit, advance)
+        else:
+            error = run_packets(args.files, settings, stats, emit)
         if writer is not None:
             writer.close()
         else:

@@ -125,7 +125,8 @@ PACKETS_OVERRIDE = {"truncated-final-record_tls.pcap": 6}
 TRUNCATED_OVERRIDE = {"pcapng_be_multi-section.pcapng": 6}
 # Files libpcap refuses, with the start of our reason and the offset we name.
 REJECTED = {
-    "bad_linktype-reserved-bits.pcap": (20, "savefile linktype reserved field not zero (0x00300000)"),
+    "bad_linktype-reserved-bits.pcap": (
+        20, "savefile linktype reserved field not zero (0x00300000)"),
     "bad_pcap-version-1.4.pcap": (4, "unsupported pcap savefile version 1.4"),
     "bad_pcapng-shb-option-too-long.pcapng": (
         0, "block total length in header 52 and trailer 808464432 don't match"),
@@ -216,7 +217,8 @@ def test_linktype_corpus_details():
     assert {p[1] for p in pkts} == {1, 113}
     pkts, _ = read_all([LINKTYPES / "pcapng_many-interfaces.pcapng"])
     assert sum(p[1] == 1 for p in pkts) == 62 and sum(p[1] == 0 for p in pkts) == 2
-    assert tod(min(p[0] for p in pkts)) == "19:35:25.701568" and tod(max(p[0] for p in pkts)) == "19:35:28.292345"
+    assert tod(min(p[0] for p in pkts)) == "19:35:25.701568"  # capinfos first / last
+    assert tod(max(p[0] for p in pkts)) == "19:35:28.292345"
     pkts, stats = read_all([LINKTYPES / "pcapng_be_multi-section.pcapng"])
     assert [p[1] for p in pkts] == [1, 1, 0, 1, 1, 1, 1, 0]  # interface ids restart per section
     assert stats["pcapng_spb_no_timestamp"] == 2 and stats["pcapng_unknown_block"] == 0
@@ -284,12 +286,18 @@ def test_missing_file_and_directory(tmp_path):
     assert err.path == str(tmp_path) and err.offset is None
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
-def test_permission_denied(tmp_path):
+def test_permission_denied(tmp_path, monkeypatch):
     p = write(tmp_path, "secret.pcap", pcap_header())
-    p.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: make open() refuse as it would for a user
+        import sniffer.capture.source as source_mod
+
+        def refuse(*_a, **_k):
+            raise PermissionError(13, "Permission denied")
+        monkeypatch.setattr(source_mod, "open", refuse, raising=False)
+    else:
+        p.chmod(0)
     _, err = read_until_error([p])
-    assert err.reason == "Permission denied"
+    assert (err.path, err.offset, err.reason) == (str(p), None, "Permission denied")
 
 
 def test_error_is_raised_from_the_iterator_not_the_call(tmp_path):
@@ -425,7 +433,8 @@ def test_stdin_pipe_pcap_pcapng_gzip():
     want = [[g[0] + g[1] / 1e6, 1, g[2].hex(), len(g[2])] for g in GOOD * 3000]
     assert run_stdin(raw)["pkts"] == want
     assert run_stdin(gzip.compress(raw))["pkts"] == want
-    png = shb(">") + idb(">", 113) + b"".join(epb(">", 0, i * 1_000_000, b"n" * 50) for i in range(2000))
+    png = shb(">") + idb(">", 113) + b"".join(epb(">", 0, i * 1_000_000, b"n" * 50)
+                                               for i in range(2000))
     r = run_stdin(png)
     assert len(r["pkts"]) == 2000 and r["pkts"][1] == [1.0, 113, ("6e" * 50), 50]
 
@@ -442,15 +451,18 @@ def test_stdin_errors_and_truncation():
 
 def test_stdin_merged_with_a_file(tmp_path):
     a = write(tmp_path, "a.pcap", pcap_file([(10, 0, b"a" * 10), (30, 0, b"a" * 10)]))
-    r = run_stdin(pcap_file([(20, 0, b"b" * 10), (40, 0, b"b" * 10)]), str(a), "-")
+    stdin = pcap_file([(20, 0, b"b" * 10), (40, 0, b"b" * 10, 50)]) + b"\x01"
+    r = run_stdin(stdin, str(a), "-")
     assert [p[0] for p in r["pkts"]] == [10, 20, 30, 40]
+    assert r["stats"] == {"snaplen_truncated": 1, "truncated_final_record": 1}
 
 
 # ---------------------------------------------------------------------------------------------
 # several files
 
 def test_merge_interleaved_files_in_time_order(tmp_path):
-    a = write(tmp_path, "a.pcap", pcap_file([(10, 0, b"a" * 10), (12, 0, b"a" * 10), (14, 5, b"a" * 10)]))
+    a = write(tmp_path, "a.pcap",
+              pcap_file([(10, 0, b"a" * 10), (12, 0, b"a" * 10), (14, 5, b"a" * 10)]))
     b = write(tmp_path, "b.pcapng", shb(">") + idb(">", 101) + epb(">", 0, 11_000_000, b"b" * 10)
               + epb(">", 0, 14_000_005, b"b" * 10) + epb(">", 0, 15_000_000, b"b" * 10))
     pkts, _ = read_all([a, b])
@@ -568,14 +580,16 @@ def test_pcapng_packet_before_any_idb(tmp_path):
 @pytest.mark.parametrize("mangle,reason", [
     (lambda b: b[:4] + struct.pack("<I", 46) + b[8:], "block length 46 is not a multiple of 4"),
     (lambda b: b[:4] + struct.pack("<I", 8) + b[8:], "block length 8 is less than 12"),
-    (lambda b: b[:-4] + struct.pack("<I", 999), "block total length in header 52 and trailer 999 don't match"),
+    (lambda b: b[:-4] + struct.pack("<I", 999),
+     "block total length in header 52 and trailer 999 don't match"),
     (lambda b: b[:4] + struct.pack("<I", 20 << 20) + b[8:] + b"\0" * (21 << 20),
      "block length 20971520 is bigger than maximum 16777216"),
 ])
 def test_pcapng_bad_block_mid_file(tmp_path, mangle, reason):
     head = shb("<") + idb("<") + epb("<", 0, 1_000_000, b"1" * 20)
     bad = mangle(epb("<", 0, 2_000_000, b"2" * 20))
-    got, err = read_until_error([write(tmp_path, "b.pcapng", head + bad + epb("<", 0, 3, b"3" * 20))])
+    tail = epb("<", 0, 3, b"3" * 20)
+    got, err = read_until_error([write(tmp_path, "b.pcapng", head + bad + tail)])
     assert [p[2] for p in got] == [b"1" * 20]
     assert (err.offset, err.reason) == (len(head), reason)
 
@@ -595,7 +609,8 @@ def test_pcapng_truncated_final_block(tmp_path, cut):
 
 
 def test_pcapng_bogus_length_running_past_eof_is_truncation(tmp_path):
-    data = shb("<") + idb("<") + epb("<", 0, 0, b"1" * 20) + struct.pack("<II", 6, 0x7FFFFFFC) + b"\0" * 50
+    data = (shb("<") + idb("<") + epb("<", 0, 0, b"1" * 20)
+            + struct.pack("<II", 6, 0x7FFFFFFC) + b"\0" * 50)
     pkts, stats = read_all([write(tmp_path, "t.pcapng", data)])
     assert len(pkts) == 1 and stats["truncated_final_record"] == 1
 

@@ -135,6 +135,9 @@ def frame_ip(frame: bytes) -> bytes:
 
 
 ETH = Ether(src="00:11:22:33:44:55", dst="66:77:88:99:aa:bb")
+NOP = IPOption_NOP()
+MPLS_LABEL = b"\x00\x01\x01\x40"  # label 16, bottom of stack, TTL 64
+PPPOE_SESSION = b"\x11\x00\x00\x01\x00\x10\x00\x21"  # PPPoE session header + PPP IPv4
 
 
 # --- checksum helpers ----------------------------------------------------------------------
@@ -206,14 +209,15 @@ def test_all_zero_icmp_is_not_valid():
 
 
 def test_ethernet_ipv4_tcp_tuple():
-    pkt = ETH / IP(src="192.0.2.1", dst="198.51.100.7", ttl=33) / TCP(sport=4000, dport=443) / b"abc"
+    ip = IP(src="192.0.2.1", dst="198.51.100.7", ttl=33)
+    pkt = ETH / ip / TCP(sport=4000, dport=443) / b"abc"
     r, stats = dec1(pkt)
     assert r == (a4("192.0.2.1"), a4("198.51.100.7"), 6, 43, raw(pkt)[34:], 23, 33)
     assert not drops(stats)
 
 
 def test_ipv4_options():
-    pkt = ETH / IP(src="1.1.1.1", dst="2.2.2.2", options=[IPOption_NOP()] * 4) / UDP() / b"q"
+    pkt = ETH / IP(src="1.1.1.1", dst="2.2.2.2", options=[NOP] * 4) / UDP() / b"q"
     r, _ = dec1(pkt)
     assert r[2] == 17 and r[3] == 24 + 9 and r[5] == 9 and r[4] == raw(pkt)[14 + 24 :]
 
@@ -271,12 +275,12 @@ def test_ip_total_length_zero_tso():
         (raw(ETH / IPv6())[:50], "truncated_IP"),
         (raw(ETH / IP(version=5)), "unknown_ip_version"),
         (raw(ETH / IP(ihl=4) / TCP()), "IPv4_min_header_size"),
-        (raw(ETH / IP(ihl=15, len=40, options=[IPOption_NOP()] * 40))[:54], "invalid_IP_header_size"),
-        (raw(ETH / IP(options=[IPOption_NOP()] * 8) / TCP())[:40], "internally_truncated_header"),
+        (raw(ETH / IP(ihl=15, len=40, options=[NOP] * 40))[:54], "invalid_IP_header_size"),
+        (raw(ETH / IP(options=[NOP] * 8) / TCP())[:40], "internally_truncated_header"),
         (raw(ETH / ARP()), "non_ip"),
         (raw(Dot3(dst="01:00:0c:cc:cc:cc") / LLC() / SNAP() / b"cdp stuff"), "non_ip"),
-        (raw(Ether(type=0x8847) / b"\x00\x01\x01\x40" / IP() / TCP()), "unsupported_ethertype:0x8847"),
-        (raw(Ether(type=0x8864) / b"\x11\x00\x00\x01\x00\x10\x00\x21" / IP()), "unsupported_ethertype:0x8864"),
+        (raw(Ether(type=0x8847) / MPLS_LABEL / IP() / TCP()), "unsupported_ethertype:0x8847"),
+        (raw(Ether(type=0x8864) / PPPOE_SESSION / IP()), "unsupported_ethertype:0x8864"),
     ],
     ids=[
         "short-eth",
@@ -451,7 +455,8 @@ def test_ipv6_ext_truncated_or_too_long():
 
 
 def v4_frags(payload_len=3000, fragsize=800, ident=77, **ipkw):
-    body = UDP(sport=1000, dport=2000) / bytes(random.Random(payload_len).getrandbits(8) for _ in range(payload_len))
+    rng = random.Random(payload_len)
+    body = UDP(sport=1000, dport=2000) / bytes(rng.getrandbits(8) for _ in range(payload_len))
     pkt = IP(src="10.0.0.1", dst="10.0.0.2", id=ident, ttl=42, **ipkw) / body
     frags = [raw(ETH / f) for f in fragment(pkt, fragsize=fragsize)]
     return raw(pkt), frags
@@ -583,7 +588,8 @@ def test_v6_reassembly():
 
 def test_v6_fragment_with_ext_headers_in_both_parts():
     body = TCP(sport=7, dport=8) / (b"z" * 2000)
-    pkt = IPv6(src=SRC6, dst=DST6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(id=3) / IPv6ExtHdrDestOpt() / body
+    pkt = IPv6(src=SRC6, dst=DST6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(id=3)
+    pkt = pkt / IPv6ExtHdrDestOpt() / body
     frags = [raw(ETH / f) for f in fragment6(pkt, 700)]
     dec, stats = make()
     out = feed(dec, frags[::-1])
@@ -616,7 +622,7 @@ def test_frag_reassembler_unit():
 
 
 def test_addr_matcher():
-    m = AddrMatcher([parse_net("10.0.0.0/8"), parse_net("192.168.1.128/25"), parse_net("2001:db8::/32")])
+    m = AddrMatcher([parse_net(n) for n in ("10.0.0.0/8", "192.168.1.128/25", "2001:db8::/32")])
     assert a4("10.200.0.1") in m and a4("192.168.1.200") in m
     assert a4("192.168.1.100") not in m and a4("11.0.0.1") not in m
     assert a6("2001:db8:ffff::1") in m and a6("2001:db9::1") not in m
@@ -753,7 +759,8 @@ def test_corpus_ipv4_fragments_multi():
 def test_corpus_ipv4_fragments_with_ethernet_padding():
     results, stats = decode_file("ipv4-fragments_eth-padding.pcap")
     assert len(results) == 1 and stats["ip_fragments"] == 8
-    expected = bytes.fromhex((EXPECTED / "ipv4-fragments_eth-padding__frag_with_padding_defragmented.dat").read_text().strip())
+    dat = EXPECTED / "ipv4-fragments_eth-padding__frag_with_padding_defragmented.dat"
+    expected = bytes.fromhex(dat.read_text().strip())
     ip = frame_ip(expected)
     hl = (ip[0] & 15) * 4
     tot = struct.unpack_from("!H", ip, 2)[0]

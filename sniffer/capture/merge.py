@@ -22,14 +22,15 @@ def merge_files(paths: list[str], stats: Stats, read_file: Reader) -> Iterator[P
     # (first ts, index, path, an already-open iterator for stdin, which cannot be reopened)
     pending: list[tuple[float, int, str, Iterator[Packet] | None]] = []
     for i, path in enumerate(paths):
-        peek_stats = Stats()
+        keep = path == "-"  # stdin cannot be reopened: its iterator stays in use, counting for real
+        peek_stats = stats if keep else Stats()
         it = read_file(path, peek_stats)
         first = next(it, None)
         if first is None:  # no packets: the file was read to its end, keep what it counted
-            stats.update(peek_stats)
+            if not keep:
+                stats.update(peek_stats)
             continue
-        if path == "-":
-            stats.update(peek_stats)  # this iterator stays in use; its counts are real
+        if keep:
             pending.append((first[0], i, path, _chain(first, it)))
         else:
             it.close()  # reopened when the stream reaches its first timestamp

@@ -131,7 +131,8 @@ def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
             elif btype == PB:
                 if blen < 32:
                     raise _short(name, base + pos, "packet", blen)
-                iface, _drops, th, tl, caplen, wirelen = struct.unpack_from(e + "HHIIII", buf, pos + 8)
+                iface, _drops, th, tl, caplen, wirelen = struct.unpack_from(e + "HHIIII", buf,
+                                                                            pos + 8)
                 if iface >= len(ifaces):
                     raise _no_idb(name, base + pos, iface)
                 linktype, snap, units, offset = ifaces[iface]

@@ -18,6 +18,7 @@ from sniffer.errors import BadInputError
 from sniffer.stats import Stats
 
 STDIN_NAME = "<stdin>"
+CHUNK = 1 << 20  # read size: big enough that per-read overhead vanishes, small enough for RAM
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -159,9 +160,6 @@ def open_source(path: str, stats: Stats) -> Source:
         close()
         raise BadInputError(name, None, "empty gzip stream, not a capture")
     return Source(name, gz_read, inner, None, close)
-
-
-CHUNK = 1 << 20  # read size: big enough that per-read overhead vanishes, small enough for RAM
 
 
 def runs_past_eof(src: Source, consumed: int, need: int) -> bool:

@@ -30,8 +30,18 @@ Every ``None`` is counted in `stats` under a named reason (Zeek's weird names wh
 ``ipv6_no_next``                IPv6 chain ends in No Next Header (59)
 ``ipv6_esp`` / ``ipv6_mobility``  IPv6 chain ends in ESP / Mobility: Zeek makes no connection
 ``incompletely_captured_fragment``  snaplen-cut fragment; only offset-0 ones are kept (as is)
+``ipv6_nested_fragment``        a second, non-atomic fragment header inside a reassembled one
+``too_many_encapsulations``     more than 16 nested encapsulations (a loop guard)
 ``fragment_*``                  reassembly events, see `sniffer.decode.frag`
 ==============================  ===============================================================
+
+Not drops, for the summary: ``ip_fragments`` (fragments seen) and ``fragments_reassembled``.
+
+Zeek details followed: the IPv4 fast path checks in IP.cc's order; a TSO zero length is counted
+as ``ip_len`` 0 (what ConnSize adds) while the captured bytes stand in for the payload under -C;
+IPv6 ``dst`` is Zeek's "final destination" from a type-0 routing header with segments left;
+reassembled ``ip_len`` is header (IPv6: unfragmentable part) + all reassembled data. Atomic IPv6
+fragments (offset 0, no MF) are stepped over in place rather than reassembled.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from sniffer.decode.nets import AddrMatcher
 _V4 = struct.Struct("!xxHxxHBBxx4s4s")
 # IPv6 header fields after the first 4 bytes: payload length, next header, hop limit.
 _V6 = struct.Struct("!HBB")
+_V4_WORDS = struct.Struct("!QQI")  # a 20-byte header as 3 integers, for the checksum
 _U16 = struct.Struct("!H")
 _FRAG6 = struct.Struct("!BxHI")  # next header, offset+flags, identification
 
@@ -76,6 +87,7 @@ class Decoder:
         self.linktypes = LINKTYPES
         self.ethertypes = ETHERTYPES
         self._ignore_all = bool(settings.ignore_checksums)
+        self._check_ip = not self._ignore_all
         matcher = AddrMatcher(settings.ignore_checksums_nets or ())
         # Only IPv4 has a header checksum; None means "check every IPv4 header".
         self._ignore_nets = matcher if matcher.has_v4 else None
@@ -94,7 +106,12 @@ class Decoder:
     # The hot path.
 
     def decode(self, ts: float, linktype: int, data: bytes, wirelen: int):
-        """One captured frame -> ``(src, dst, proto, ip_len, l4, l4_len, ttl)`` or ``None``."""
+        """One captured frame -> ``(src, dst, proto, ip_len, l4, l4_len, ttl)`` or ``None``.
+
+        Hand-written and straight-line on purpose (see the module docstring): this runs once
+        per packet, so Ethernet/VLAN/IPv4/IPv6 are parsed inline with struct and integer tests;
+        anything rare leaves through a registry lookup or a helper method.
+        """
         n = len(data)
         # -- link layer --
         if linktype == 1:
@@ -135,38 +152,17 @@ class Decoder:
             self.stats["truncated_IP"] += 1
             return None
         b0 = data[off]
-        if b0 >> 4 == 4:
+        if b0 == 0x45:  # IPv4 without options: the common case, checks in Zeek's order
             tot, frag, ttl, proto, src, dst = _V4.unpack_from(data, off)
-            hl = (b0 & 15) << 2
-            counted = tot  # Zeek counts the header's total length, even a TSO zero
-            if tot == 0:
-                # Segmentation offload zeroes the length; so would a bogus header.
-                self.stats["ip_hdr_len_zero"] += 1
-                if not self._ignore_all:
-                    return None
-                tot = ip_n
-            if wirelen < off + tot:
-                self.stats["truncated_IP_len"] += 1
-                return None
-            if hl > tot:
-                self.stats["invalid_IP_header_size"] += 1
-                return None
-            if hl > ip_n:
-                self.stats["internally_truncated_header"] += 1
-                return None
-            if hl < 20:
-                self.stats["IPv4_min_header_size"] += 1
-                return None
-            if (
-                not self._ignore_all
-                and int.from_bytes(data[off : off + hl], "big") % 0xFFFF
-                and (self._ignore_nets is None or src not in self._ignore_nets)
-            ):
-                self.stats["bad_IP_checksum"] += 1
-                return None
-            if frag & 0x3FFF:
-                return self._v4_fragment(ts, data, off, hl, tot, frag, ttl, proto, src, dst)
-            return src, dst, proto, counted, data[off + hl : off + tot], tot - hl, ttl
+            if tot >= 20 and wirelen >= off + tot and not frag & 0x3FFF:
+                if self._check_ip:
+                    a, b, c = _V4_WORDS.unpack_from(data, off)  # 2**64 == 1 (mod 0xFFFF) too
+                    if (a + b + c) % 0xFFFF and self._bad_checksum(src):
+                        return None
+                return src, dst, proto, tot, data[off + 20 : off + tot], tot - 20, ttl
+            return self._ipv4(ts, data, off, ip_n, wirelen)
+        if b0 >> 4 == 4:
+            return self._ipv4(ts, data, off, ip_n, wirelen)
         if b0 >> 4 == 6:
             if ip_n < 40:
                 self.stats["truncated_IP"] += 1
@@ -218,6 +214,47 @@ class Decoder:
             etype, off = r
         stats["too_many_encapsulations"] += 1
         return None
+
+    def _bad_checksum(self, src: bytes) -> bool:
+        """A header checksum failed: True (counted) unless `src` is in ignore_checksums_nets."""
+        if self._ignore_nets is not None and src in self._ignore_nets:
+            return False
+        self.stats["bad_IP_checksum"] += 1
+        return True
+
+    def _ipv4(self, ts, data, off, ip_n, wirelen):
+        """IPv4 with options, odd lengths or fragments (the checks of Zeek's IP.cc, in order)."""
+        stats = self.stats
+        tot, frag, ttl, proto, src, dst = _V4.unpack_from(data, off)
+        hl = (data[off] & 15) << 2
+        counted = tot  # Zeek counts the header's total length, even a TSO zero
+        if tot == 0:
+            # Segmentation offload zeroes the length; so would a bogus header.
+            stats["ip_hdr_len_zero"] += 1
+            if not self._ignore_all:
+                return None
+            tot = ip_n
+        if wirelen < off + tot:
+            stats["truncated_IP_len"] += 1
+            return None
+        if hl > tot:
+            stats["invalid_IP_header_size"] += 1
+            return None
+        if hl > ip_n:
+            stats["internally_truncated_header"] += 1
+            return None
+        if hl < 20:
+            stats["IPv4_min_header_size"] += 1
+            return None
+        if (
+            self._check_ip
+            and int.from_bytes(data[off : off + hl], "big") % 0xFFFF
+            and self._bad_checksum(src)
+        ):
+            return None
+        if frag & 0x3FFF:
+            return self._v4_fragment(ts, data, off, hl, tot, frag, ttl, proto, src, dst)
+        return src, dst, proto, counted, data[off + hl : off + tot], tot - hl, ttl
 
     def _v4_fragment(self, ts, data, off, hl, tot, frag, ttl, proto, src, dst):
         stats = self.stats
@@ -351,4 +388,5 @@ class Decoder:
             return None
         if not self._v6_result(nh, q):
             return None
-        return src, fdst or fdst2 or dst, nh, unfrag + len(payload), payload[q:], len(payload) - q, hlim
+        n = len(payload)
+        return src, fdst or fdst2 or dst, nh, unfrag + n, payload[q:], n - q, hlim
