@@ -230,40 +230,38 @@ class FlowTable:
 
     def _tcp(self, ts: float, pkt: tuple) -> None:
         src, dst, _, ip_len, l4, l4_len, _ = pkt
-        if l4_len < 20:
-            self.weird("truncated_header")
-            return
-        if len(l4) < 20:
-            self.weird("internally_truncated_header")
+        n = len(l4)
+        if l4_len < 20 or n < 20:
+            self.weird("truncated_header" if l4_len < 20 else "internally_truncated_header")
             return
         sport, dport, seq, ack, off, flags, win, _ = _TCP_HDR.unpack_from(l4)
-        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
-        conns = self.conns
-        conn = conns.get(key)
+        if src < dst or (src == dst and sport < dport):
+            key = (src, sport, dst, dport)
+        else:
+            key = (dst, dport, src, sport)
+        conn = self.conns.get(key)
         if conn is None:
             conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
                              self._tcp_flip(sport, dport, flags))
-        elif (off >> 4) >= 5 and conn.is_reuse(flags, seq):
+        elif flags & 2 and off >= 0x50 and conn.is_reuse(flags, seq):
             self.remove(conn)
             conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
                              self._tcp_flip(sport, dport, flags))
-        is_orig = src == conn.orig_h and sport == conn.orig_p
-        hdr_len = (off >> 4) * 4
-        if hdr_len < 20:
-            self.weird("bad_TCP_header_len")
+        is_orig = sport == conn.orig_p and src == conn.orig_h
+        hdr_len = (off >> 4) << 2
+        if hdr_len < 20 or hdr_len > l4_len or hdr_len > n:
+            self.weird("bad_TCP_header_len" if hdr_len < 20 else "truncated_header")
             return
-        if hdr_len > l4_len or hdr_len > len(l4):
-            self.weird("truncated_header")
-            return
-        length = l4_len - hdr_len
-        if not self._csum_ok(src, dst, 6, l4, l4_len):
+        if (self.check_csums and n >= l4_len
+                and not (self.no_csum_nets and src in self.no_csum_nets)
+                and not l4_checksum_ok(src, dst, 6, l4, l4_len)):
             self.weird("bad_TCP_checksum")
             conn.checksum_error(is_orig)
             return
-        conn.process(ts, is_orig, flags, seq, ack, win, length, len(l4) - hdr_len)
+        conn.process(ts, is_orig, flags, seq, ack, win, l4_len - hdr_len, n - hdr_len)
         # Counted for the sender as it stands after the packet: a "^h" flip made the
         # packet that caused it the originator's.
-        if src == conn.orig_h and sport == conn.orig_p:
+        if sport == conn.orig_p and src == conn.orig_h:
             conn.orig_pkts += 1
             conn.orig_ip_bytes += ip_len
         else:

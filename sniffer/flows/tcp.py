@@ -243,6 +243,11 @@ class TCPConn:
                 window: int, length: int, caplen: int) -> None:
         endpoint = self.orig if is_orig else self.resp
         peer = endpoint.peer
+        if (not flags & 7 and endpoint.state == ESTABLISHED and peer.state == ESTABLISHED
+                and self.first_packet_seen == 3):
+            if self._established(ts, endpoint, peer, flags, base_seq, ack_seq, window,
+                                 length, caplen):
+                return
         syn = flags & SYN
         fin = flags & FIN
         rst = flags & RST
@@ -323,6 +328,66 @@ class TCPConn:
 
         if do_close:
             self._connection_closed(endpoint, peer, gen_event)
+
+    def _established(self, ts: float, ep: Endpoint, peer: Endpoint, flags: int, base_seq: int,
+                     ack_seq: int, window: int, length: int, caplen: int) -> bool:
+        """The common case, inlined: an ACK or data segment while both sides are established.
+
+        Exactly what `process` does for such a segment (no state can change), without its
+        generality. Returns False, having changed nothing, for the rare cases it leaves to
+        `process`: sequence wraps and underflows.
+        """
+        last = ep.last_seq
+        if ep.seq_wraps or base_seq < last and (base_seq - last) & M32 < 0x80000000:
+            return False
+        rel = (base_seq - ep.start_seq) & M32
+        if rel >= 0x80000000:
+            return False  # before the endpoint's start: let process() count the underflow
+        ackf = flags & ACK
+        if ackf:
+            pa = peer.ack_seq
+            if peer.ack_wraps or ack_seq < pa and (ack_seq - pa) & M32 < 0x80000000:
+                return False
+            rel_ack = (ack_seq - peer.start_seq) & M32
+            if rel_ack >= 0x80000000:
+                return False
+
+        # update_history: D or A, once per direction
+        shift = 0 if ep.is_orig else 16
+        if length:
+            if not self.hist_seen & (HIST_DATA << shift):
+                self.ep_check_history(ep, HIST_DATA, "D")
+        elif ackf and not self.hist_seen & (HIST_ACK << shift):
+            self.ep_check_history(ep, HIST_ACK, "A")
+        if window == 0:
+            self.scaled(ep, "W", "win0_cnt", "win0_thresh")
+        if not self.orig.did_close or not self.resp.did_close:
+            self.last_time = ts
+        if ackf:
+            d = (ack_seq - pa) & M32
+            if d and d < 0x80000000 and not (ack_seq == 0 and d > TOO_LARGE_SEQ_DELTA):
+                if ack_seq < pa:
+                    peer.ack_wraps += 1
+                peer.ack_seq = ack_seq
+        # update_last_seq
+        one_past = (base_seq + length) & M32
+        d = (one_past - last) & M32
+        if d and d < 0x80000000:
+            if one_past < last:
+                ep.seq_wraps += 1
+            ep.last_seq = one_past
+        elif length > 0:
+            self.scaled(ep, "T", "rxmt_cnt", "rxmt_thresh")
+        if ackf:
+            self._ack_received(peer, rel_ack)
+        if length > 0:
+            if caplen >= length:
+                self._data_sent(ep, rel, length)
+            else:
+                self.table.weird("truncated_tcp_payload")
+        if ep.FIN_cnt:
+            self._check_eof(ep)
+        return True
 
     def _update_history(self, flags: int, endpoint: Endpoint, rel_seq: int, length: int) -> None:
         bits = (flags & SYN and 1) + (flags & FIN and 1) + (flags & RST and 1)
@@ -493,11 +558,16 @@ class TCPConn:
         delivered_now = _insert_range(ep, seq, upper)
         if delivered_now and ep.no_data_acked() and ep.size() > MAX_INITIAL_WINDOW:
             self._trim_to_seq(ep, ep.last_reassem)
-        if ep.no_data_acked() and ep.blocks and ep.blocks[-1][1] - ep.last_reassem > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS:
-            ep.blocks.clear()
+        blocks = ep.blocks
+        if not blocks:
+            return
+        if (blocks[-1][1] - ep.last_reassem > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS
+                and ep.no_data_acked()):
+            blocks.clear()
             ep.skip = True
-        elif ep.blocks and ep.data_size() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS:
-            ep.blocks.clear()
+        elif (blocks[-1][1] - blocks[0][0] > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
+              and ep.data_size() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS):
+            blocks.clear()
             ep.skip = True
 
     def _ack_received(self, ep: Endpoint, seq: int) -> None:
@@ -666,9 +736,11 @@ def _insert_range(ep: Endpoint, seq: int, upper: int) -> bool:
     Returns True when the new data touched the delivery point (Zeek's BlockInserted did work).
     """
     blocks = ep.blocks
-    # Fast path: in-order data appended after every known range.
+    # Fast paths: in-order data extends the last range, or starts past every range.
     if not blocks or seq > blocks[-1][1]:
         blocks.append([seq, upper])
+    elif seq == blocks[-1][1]:
+        blocks[-1][1] = upper
     else:
         i = 0
         n = len(blocks)
