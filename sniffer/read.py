@@ -55,6 +55,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
         error = exc
     finally:
         stats["packets"] += packets
+        decoder.flush()
         table.flush()
     return error
 

@@ -47,7 +47,6 @@ from sniffer.config import Settings, parse_net
 from sniffer.decode import (
     ETHERTYPES,
     LINKTYPES,
-    AddrMatcher,
     Decoder,
     FragReassembler,
     l4_checksum_ok,
@@ -55,6 +54,7 @@ from sniffer.decode import (
     register_linktype,
 )
 from sniffer.stats import Stats
+from sniffer.netset import NetSet
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 LINKTYPES_DIR = CORPUS / "linktypes"
@@ -622,12 +622,12 @@ def test_frag_reassembler_unit():
 
 
 def test_addr_matcher():
-    m = AddrMatcher([parse_net(n) for n in ("10.0.0.0/8", "192.168.1.128/25", "2001:db8::/32")])
+    m = NetSet([parse_net(n) for n in ("10.0.0.0/8", "192.168.1.128/25", "2001:db8::/32")])
     assert a4("10.200.0.1") in m and a4("192.168.1.200") in m
     assert a4("192.168.1.100") not in m and a4("11.0.0.1") not in m
     assert a6("2001:db8:ffff::1") in m and a6("2001:db9::1") not in m
-    assert not AddrMatcher([])
-    assert a4("1.2.3.4") in AddrMatcher([parse_net("0.0.0.0/0")])
+    assert not NetSet([])
+    assert a4("1.2.3.4") in NetSet([parse_net("0.0.0.0/0")])
 
 
 # --- reference captures --------------------------------------------------------------------

@@ -7,10 +7,8 @@ from sniffer.decode.checksum import l4_checksum_ok, ones_sum
 from sniffer.decode.decoder import Decoder
 from sniffer.decode.frag import FragReassembler
 from sniffer.decode.links import ETHERTYPES, LINKTYPES, register_ethertype, register_linktype
-from sniffer.decode.nets import AddrMatcher
 
 __all__ = [
-    "AddrMatcher",
     "Decoder",
     "ETHERTYPES",
     "FragReassembler",

@@ -57,7 +57,7 @@ from sniffer.decode.links import (
     UNSUPPORTED_ETHERTYPES,
     VLAN_TPIDS,
 )
-from sniffer.decode.nets import AddrMatcher
+from sniffer.netset import NetSet
 
 # IPv4 header after the version/IHL byte: total length, flags+offset, TTL, protocol, src, dst.
 _V4 = struct.Struct("!xxHxxHBBxx4s4s")
@@ -88,9 +88,9 @@ class Decoder:
         self.ethertypes = ETHERTYPES
         self._ignore_all = bool(settings.ignore_checksums)
         self._check_ip = not self._ignore_all
-        matcher = AddrMatcher(settings.ignore_checksums_nets or ())
+        matcher = NetSet(settings.ignore_checksums_nets or ())
         # Only IPv4 has a header checksum; None means "check every IPv4 header".
-        self._ignore_nets = matcher if matcher.has_v4 else None
+        self._ignore_nets = matcher if matcher else None
         self.frag = FragReassembler(
             stats,
             timeout=settings.frag_timeout,
