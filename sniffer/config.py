@@ -37,12 +37,12 @@ ZEEK_UDP_PORTS = (
 _PROTO_NAMES = {"tcp": TCP, "udp": UDP, "icmp": ICMP}
 
 
-def parse_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """A CIDR from the command line; a clear UsageError instead of a traceback."""
+def parse_net(text: str, option: str = "network") -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR from the command line; a clear UsageError naming the option, not a traceback."""
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise UsageError(f"not a network in CIDR form: {text!r}") from None
+        raise UsageError(f"{option}: not a network in CIDR form: {text!r}") from None
 
 
 def parse_ports(spec: str) -> frozenset[tuple[int, int]]:

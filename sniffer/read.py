@@ -19,12 +19,13 @@ from sniffer.stats import Stats
 def settings_from_args(args: argparse.Namespace) -> Settings:
     settings = Settings(
         ignore_checksums=args.ignore_checksums,
-        ignore_checksums_nets=[parse_net(n) for n in args.ignore_checksums_net],
+        ignore_checksums_nets=[parse_net(n, "--ignore-checksums-net")
+                               for n in args.ignore_checksums_net],
         likely_server_ports=parse_ports(args.likely_server_ports),
         report_gaps_for_partial=args.report_gaps_for_partial,
     )
     if args.local_net:
-        settings.local_nets = [parse_net(n) for n in args.local_net]
+        settings.local_nets = [parse_net(n, "--local-net") for n in args.local_net]
     return settings
 
 
@@ -73,53 +74,86 @@ def _total_size(paths: list[str]) -> int | None:
         return None  # stdin, or a file the reader will report
 
 
+class _Output:
+    """Where records go: opened on the first record, or at the end of a run that read packets.
+
+    So an input that fails before its first packet (not a capture, missing file) leaves no
+    empty log behind, while a run that stops mid-file still writes everything it rebuilt.
+    """
+
+    def __init__(self, path: str | None, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.out: TextIO | None = None
+        self.writer = None
+        self.conns: list[Conn] = []
+        if path:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.access(parent, os.W_OK) or os.path.isdir(path):
+                raise SnifferError(f"{path}: cannot write here")
+
+    def _open(self) -> None:
+        if self.path:
+            try:
+                self.out = open(self.path, "w", encoding="utf-8", newline="\n")
+            except OSError as exc:
+                raise SnifferError(f"{self.path}: cannot write: {exc.strerror}") from None
+        else:
+            self.out = sys.stdout
+        if self.fmt == "zeek":
+            from sniffer.output.zeek import ZeekWriter
+            self.writer = ZeekWriter(self.out)
+        elif self.fmt == "json":
+            from sniffer.output.jsonl import JsonlWriter
+            self.writer = JsonlWriter(self.out)
+
+    def emit(self, conn: Conn) -> None:
+        if self.fmt == "table":
+            self.conns.append(conn)
+            return
+        if self.writer is None:
+            self._open()
+        self.writer.write(conn)
+
+    def finish(self, stats: Stats, max_rows: int | None) -> None:
+        if self.out is None:
+            self._open()
+        try:
+            if self.writer is not None:
+                self.writer.close()
+            elif self.fmt == "table":
+                from rich.console import Console
+                from sniffer.output.console import render
+                console = Console(file=self.out, highlight=False, markup=False) \
+                    if self.path else Console(highlight=False)
+                self.conns.sort(key=lambda c: c.ts)
+                render(self.conns, stats, console, max_rows=max_rows)
+            self.out.flush()
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            raise SnifferError(f"{self.path or 'stdout'}: write failed: {exc.strerror}") from None
+        finally:
+            if self.path and self.out is not None:
+                self.out.close()
+
+
 def run_read(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     fmt = args.format
-    out: TextIO
-    if args.output:
-        try:
-            out = open(args.output, "w", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise SnifferError(f"{args.output}: cannot write: {exc.strerror}") from None
-    else:
-        out = sys.stdout
     if fmt is None:
-        fmt = "table" if (out is sys.stdout and sys.stdout.isatty()) else "zeek"
+        fmt = "table" if (not args.output and sys.stdout.isatty()) else "zeek"
+    output = _Output(args.output, fmt)
     stats = Stats()
-    conns: list[Conn] = []
-    writer = None
-    if fmt == "zeek":
-        from sniffer.output.zeek import ZeekWriter
-        writer = ZeekWriter(out)
-        emit = writer.write
-    elif fmt == "json":
-        from sniffer.output.jsonl import JsonlWriter
-        writer = JsonlWriter(out)
-        emit = writer.write
+    if sys.stderr.isatty():
+        from sniffer.output.console import progress
+        total = None if "-" in args.files else _total_size(args.files)
+        with progress(total, min_total=8 << 20) as advance:
+            error = run_packets(args.files, settings, stats, output.emit, advance)
     else:
-        emit = conns.append
-    try:
-        if sys.stderr.isatty():
-            from sniffer.output.console import progress
-            total = None if "-" in args.files else _total_size(args.files)
-            with progress(total, min_total=8 << 20) as advance:
-                error = run_packets(args.files, settings, stats, emit, advance)
-        else:
-            error = run_packets(args.files, settings, stats, emit)
-        if writer is not None:
-            writer.close()
-        else:
-            from rich.console import Console
-            from sniffer.output.console import render
-            console = Console(file=out, highlight=False, markup=False) if out is not sys.stdout \
-                else Console(highlight=False)
-            conns.sort(key=lambda c: c.ts)
-            render(conns, stats, console, max_rows=args.max_rows or None)
-        out.flush()
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        error = run_packets(args.files, settings, stats, output.emit)
+    if error is None or stats["packets"] or output.out is not None:
+        output.finish(stats, args.max_rows or None)
     if error is not None:
         raise error
     _report_skipped(stats, fmt)
