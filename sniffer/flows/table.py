@@ -73,6 +73,19 @@ class SimpleConn:
         self.orig_p, self.resp_p = self.resp_p, self.orig_p
         self.history += "^"
 
+    def count(self, is_orig: bool, size: int, ip_len: int) -> None:
+        """One valid packet: Zeek's endpoint size and ConnSize counters."""
+        if is_orig:
+            self.orig_active = True
+            self.orig_size += size
+            self.orig_pkts += 1
+            self.orig_ip_bytes += ip_len
+        else:
+            self.resp_active = True
+            self.resp_size += size
+            self.resp_pkts += 1
+            self.resp_ip_bytes += ip_len
+
     def conn_state(self) -> str:
         if self.proto != 17:
             return "OTH"
@@ -228,6 +241,16 @@ class FlowTable:
             return True
         return l4_checksum_ok(src, dst, proto, l4, l4_len)
 
+    def _too_short(self, l4: bytes, l4_len: int, need: int) -> bool:
+        """Zeek's CheckHeaderTrunc: no connection for a transport header that isn't there."""
+        if l4_len < need:
+            self.weird("truncated_header")
+            return True
+        if len(l4) < need:
+            self.weird("internally_truncated_header")
+            return True
+        return False
+
     def _tcp(self, ts: float, pkt: tuple) -> None:
         src, dst, _, ip_len, l4, l4_len, _ = pkt
         n = len(l4)
@@ -281,14 +304,13 @@ class FlowTable:
 
     def _udp(self, ts: float, pkt: tuple) -> None:
         src, dst, _, ip_len, l4, l4_len, _ = pkt
-        if l4_len < 8:
-            self.weird("truncated_header")
-            return
-        if len(l4) < 8:
-            self.weird("internally_truncated_header")
+        if self._too_short(l4, l4_len, 8):
             return
         sport, dport, ulen, csum = _PORTS.unpack_from(l4)
-        key = (src, sport, dst, dport, 17) if (src, sport) < (dst, dport) else (dst, dport, src, sport, 17)
+        if src < dst or (src == dst and sport < dport):
+            key = (src, sport, dst, dport, 17)
+        else:
+            key = (dst, dport, src, sport, 17)
         conn = self.conns.get(key)
         if conn is None:
             likely = self.likely
@@ -315,30 +337,15 @@ class FlowTable:
                 return
         conn.last_time = ts
         size = ulen - 8 if ulen > 8 else 0
-        if is_orig:
-            if not conn.hist_seen & 1:
-                conn.hist_seen |= 1
-                conn.history += "D"
-            conn.orig_active = True
-            conn.orig_size += size
-            conn.orig_pkts += 1
-            conn.orig_ip_bytes += ip_len
-        else:
-            if not conn.hist_seen & 2:
-                conn.hist_seen |= 2
-                conn.history += "d"
-            conn.resp_active = True
-            conn.resp_size += size
-            conn.resp_pkts += 1
-            conn.resp_ip_bytes += ip_len
+        bit = 1 if is_orig else 2
+        if not conn.hist_seen & bit:
+            conn.hist_seen |= bit
+            conn.history += "D" if is_orig else "d"
+        conn.count(is_orig, size, ip_len)
 
     def _icmp(self, ts: float, pkt: tuple) -> None:
         src, dst, proto, ip_len, l4, l4_len, _ = pkt
-        if l4_len < 8:
-            self.weird("truncated_header")
-            return
-        if len(l4) < 8:
-            self.weird("internally_truncated_header")
+        if self._too_short(l4, l4_len, 8):
             return
         icmp_type, code, _ = _ICMP_HDR.unpack_from(l4)
         pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
@@ -358,16 +365,7 @@ class FlowTable:
             self.weird("bad_ICMP_checksum")
             return
         conn.last_time = ts
-        if is_orig:
-            conn.orig_active = True
-            conn.orig_size += l4_len - 8
-            conn.orig_pkts += 1
-            conn.orig_ip_bytes += ip_len
-        else:
-            conn.resp_active = True
-            conn.resp_size += l4_len - 8
-            conn.resp_pkts += 1
-            conn.resp_ip_bytes += ip_len
+        conn.count(is_orig, l4_len - 8, ip_len)
 
     def _other(self, ts: float, pkt: tuple) -> None:
         src, dst, proto, ip_len = pkt[0], pkt[1], pkt[2], pkt[3]
@@ -376,12 +374,7 @@ class FlowTable:
         if conn is None:
             conn = self._new(SimpleConn, key, ts, src, 0, dst, 0, proto, False)
         conn.last_time = ts
-        if src == conn.orig_h:
-            conn.orig_pkts += 1
-            conn.orig_ip_bytes += ip_len
-        else:
-            conn.resp_pkts += 1
-            conn.resp_ip_bytes += ip_len
+        conn.count(src == conn.orig_h, 0, ip_len)
 
 
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
