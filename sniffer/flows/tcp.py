@@ -379,12 +379,42 @@ class TCPConn:
         elif length > 0:
             self.scaled(ep, "T", "rxmt_cnt", "rxmt_thresh")
         if ackf:
-            self._ack_received(peer, rel_ack)
+            # AckReceived, inlined for the usual case: everything acked was delivered.
+            if peer.FIN_cnt and rel_ack >= peer.FIN_seq:
+                rel_ack = peer.FIN_seq - 1
+            if rel_ack > peer.trim_seq:
+                if rel_ack > peer.last_reassem or peer.FIN_cnt:
+                    self._ack_received(peer, rel_ack)
+                else:
+                    blocks = peer.blocks
+                    while blocks and blocks[0][1] <= rel_ack:
+                        del blocks[0]
+                    if blocks and blocks[0][0] < rel_ack:
+                        blocks[0][0] = rel_ack
+                    peer.trim_seq = rel_ack
         if length > 0:
-            if caplen >= length:
-                self._data_sent(ep, rel, length)
-            else:
+            if caplen < length:
                 self.table.weird("truncated_tcp_payload")
+            elif (rel == ep.last_reassem and not ep.skip and rel >= ep.trim_seq
+                  and (not ep.blocks or ep.blocks[-1][1] == rel)
+                  and rel >= ((((ep.ack_wraps << 32) | ep.ack_seq) - ep.start_seq) & M64)):
+                # In-order data with nothing waiting: delivered at once (NewBlock and
+                # BlockInserted), and kept as one range until acked.
+                blocks = ep.blocks
+                upper = rel + length
+                if blocks:
+                    blocks[-1][1] = upper
+                else:
+                    blocks.append([rel, upper])
+                ep.last_reassem = upper
+                if ep.no_data_acked() and ep.size() > MAX_INITIAL_WINDOW:
+                    self._trim_to_seq(ep, upper)
+                if (blocks and upper - blocks[0][0] > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
+                        and ep.data_size() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS):
+                    blocks.clear()
+                    ep.skip = True
+            else:
+                self._data_sent(ep, rel, length)
         if ep.FIN_cnt:
             self._check_eof(ep)
         return True
