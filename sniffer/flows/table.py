@@ -111,7 +111,8 @@ class FlowTable:
         self.created = 0
         self.likely = settings.likely_server_ports
         self.local = NetSet(settings.local_nets)
-        self.no_csum_nets = NetSet(settings.ignore_checksums_nets)
+        self.no_csum_nets = (NetSet(settings.ignore_checksums_nets)
+                             if settings.ignore_checksums_nets else None)
         self.check_csums = not settings.ignore_checksums
 
     def weird(self, name: str) -> None:
@@ -237,7 +238,7 @@ class FlowTable:
     def _csum_ok(self, src: bytes, dst: bytes, proto: int, l4: bytes, l4_len: int) -> bool:
         if not self.check_csums or len(l4) < l4_len:
             return True
-        if self.no_csum_nets and src in self.no_csum_nets:
+        if self.no_csum_nets is not None and src in self.no_csum_nets:
             return True
         return l4_checksum_ok(src, dst, proto, l4, l4_len)
 
@@ -276,15 +277,22 @@ class FlowTable:
             self.weird("bad_TCP_header_len" if hdr_len < 20 else "truncated_header")
             return
         if (self.check_csums and n >= l4_len
-                and not (self.no_csum_nets and src in self.no_csum_nets)
+                and not (self.no_csum_nets is not None and src in self.no_csum_nets)
                 and not l4_checksum_ok(src, dst, 6, l4, l4_len)):
             self.weird("bad_TCP_checksum")
             conn.checksum_error(is_orig)
             return
-        conn.process(ts, is_orig, flags, seq, ack, win, l4_len - hdr_len, n - hdr_len)
-        # Counted for the sender as it stands after the packet: a "^h" flip made the
-        # packet that caused it the originator's.
-        if sport == conn.orig_p and src == conn.orig_h:
+        # Both sides established and no SYN/FIN/RST: the inlined common case, else the
+        # full state machine (after which a "^h" flip may have made this packet the
+        # originator's: it is counted for the sender as things stand after it).
+        ep = conn.orig if is_orig else conn.resp
+        if (flags & 7 or conn.first_packet_seen != 3 or ep.state != T.ESTABLISHED
+                or ep.peer.state != T.ESTABLISHED
+                or not conn.established(ts, ep, ep.peer, flags, seq, ack, win,
+                                        l4_len - hdr_len, n - hdr_len)):
+            conn.process(ts, is_orig, flags, seq, ack, win, l4_len - hdr_len, n - hdr_len)
+            is_orig = sport == conn.orig_p and src == conn.orig_h
+        if is_orig:
             conn.orig_pkts += 1
             conn.orig_ip_bytes += ip_len
         else:
@@ -317,7 +325,8 @@ class FlowTable:
             flip = (sport, 17) in likely and (dport, 17) not in likely
             conn = self._new(SimpleConn, key, ts, src, sport, dst, dport, 17, flip)
         is_orig = src == conn.orig_h and sport == conn.orig_p
-        if self.check_csums and len(l4) >= l4_len and not (self.no_csum_nets and src in self.no_csum_nets):
+        if (self.check_csums and len(l4) >= l4_len
+                and not (self.no_csum_nets is not None and src in self.no_csum_nets)):
             validate = True
             if (csum == 0 and dport in _VXLAN_PORTS and l4_len > 8 + 8 + 14
                     and len(l4) > 8 and l4[8] & 0x08):

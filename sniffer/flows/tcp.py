@@ -243,11 +243,6 @@ class TCPConn:
                 window: int, length: int, caplen: int) -> None:
         endpoint = self.orig if is_orig else self.resp
         peer = endpoint.peer
-        if (not flags & 7 and endpoint.state == ESTABLISHED and peer.state == ESTABLISHED
-                and self.first_packet_seen == 3):
-            if self._established(ts, endpoint, peer, flags, base_seq, ack_seq, window,
-                                 length, caplen):
-                return
         syn = flags & SYN
         fin = flags & FIN
         rst = flags & RST
@@ -329,7 +324,7 @@ class TCPConn:
         if do_close:
             self._connection_closed(endpoint, peer, gen_event)
 
-    def _established(self, ts: float, ep: Endpoint, peer: Endpoint, flags: int, base_seq: int,
+    def established(self, ts: float, ep: Endpoint, peer: Endpoint, flags: int, base_seq: int,
                      ack_seq: int, window: int, length: int, caplen: int) -> bool:
         """The common case, inlined: an ACK or data segment while both sides are established.
 
