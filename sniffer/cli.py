@@ -23,6 +23,14 @@ class _Parser(argparse.ArgumentParser):
                   if " " in self.prog else f"sniffer: {message} (see 'sniffer --help')\n")
 
 
+def count(text: str) -> int:
+    """A whole number >= 0 (argparse reports a ValueError as a one-line usage error)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sniffer", description=(
         "Rebuild every TCP/UDP/ICMP connection, Zeek conn.log style, from captures or the wire."))
@@ -48,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "the set used to guess which side is the server")
     read.add_argument("--report-gaps-for-partial", action="store_true",
                       help="count content gaps (missed_bytes) in connections seen midway too")
-    read.add_argument("--max-rows", type=int, default=1000, metavar="N",
+    read.add_argument("--max-rows", type=count, default=1000, metavar="N",
                       help="table format: show at most N connections (0: all)")
     return parser
 

@@ -34,7 +34,7 @@ ZEEK_UDP_PORTS = (
     53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754,
     4789, 5060, 5072, 5353, 5355, 6081, 20000,
 )
-_PROTO_NAMES = {"tcp": TCP, "udp": UDP, "icmp": ICMP}
+_PROTO_NAMES = {"tcp": TCP, "udp": UDP}
 
 
 def parse_net(text: str, option: str = "network") -> ipaddress.IPv4Network | ipaddress.IPv6Network:

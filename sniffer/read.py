@@ -165,6 +165,6 @@ def _report_skipped(stats: Stats, fmt: str) -> None:
     if fmt == "table":
         return
     notes = [f"{k}={v}" for k, v in sorted(stats.items())
-             if k.startswith(("unsupported_linktype", "truncated_final_record"))]
+             if k.startswith(("unsupported_", "truncated_final_record", "bad_IP_checksum"))]
     if notes and os.environ.get("SNIFFER_QUIET") != "1":
         print("sniffer: note: " + ", ".join(notes), file=sys.stderr)
