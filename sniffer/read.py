@@ -41,7 +41,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     table = FlowTable(settings, stats, emit)
     decode = decoder.decode
     process = table.process
-    packets = 0
+    packets = wire_bytes = 0
     error = None
     try:
         packets_in = open_capture(paths, stats)
@@ -49,6 +49,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
             packets_in = _counted(packets_in, advance)
         for ts, linktype, data, wirelen in packets_in:
             packets += 1
+            wire_bytes += wirelen
             pkt = decode(ts, linktype, data, wirelen)
             if pkt is not None:
                 process(ts, pkt)
@@ -56,6 +57,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
         error = exc
     finally:
         stats["packets"] += packets
+        stats["bytes"] += wire_bytes
         decoder.flush()
         table.flush()
     return error
