@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sniffer.config import Settings
 from sniffer.decode.checksum import l4_checksum_ok
 from sniffer.flows import tcp as T
-from sniffer.flows.community_id import community_id
+from sniffer.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id
 from sniffer.flows.conn import Conn
 from sniffer.flows.uid import make_uid
 from sniffer.netset import NetSet
@@ -28,11 +28,11 @@ _TCP_HDR = struct.Struct("!HHIIBBHH")
 _PORTS = struct.Struct("!HHHH")
 _ICMP_HDR = struct.Struct("!BBH")
 
-# ICMP request/reply counterparts (Zeek's ICMP4_counterpart / ICMP6_counterpart); every other
-# type is one-way, and its "responder port" is the ICMP code.
-_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
-_ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
-                139: 140, 140: 139, 144: 145, 145: 144}
+# ICMP request/reply types pair up into one connection (Zeek's ICMP4_counterpart and
+# ICMP6_counterpart, the same pairs Community ID uses); every other type is one-way, and its
+# "responder port" is the ICMP code.
+_ICMP4_PAIRS = ICMP4_COUNTERPART
+_ICMP6_PAIRS = ICMP6_COUNTERPART
 _VXLAN_PORTS = frozenset({4789})
 _BROADCAST4 = b"\xff\xff\xff\xff"
 
