@@ -38,7 +38,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     reports it after the output is complete).
     """
     decoder = Decoder(settings, stats)
-    table = FlowTable(settings, stats, emit)
+    table = FlowTable(settings, stats, emit, decoder.decode)
     decode = decoder.decode
     process = table.process
     packets = wire_bytes = 0

@@ -23,6 +23,7 @@ from sniffer.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, com
 from sniffer.flows.conn import Conn
 from sniffer.flows.uid import make_uid
 from sniffer.netset import NetSet
+from sniffer.tunnels import IP_LEVEL, IP_PROTOS, MAX_DEPTH as MAX_TUNNEL_DEPTH, UDP_DETECTORS, UDP_PORTS
 
 _TCP_HDR = struct.Struct("!HHIIBBHH")
 _PORTS = struct.Struct("!HHHH")
@@ -35,6 +36,8 @@ _ICMP4_PAIRS = ICMP4_COUNTERPART
 _ICMP6_PAIRS = ICMP6_COUNTERPART
 _VXLAN_PORTS = frozenset({4789})
 _BROADCAST4 = b"\xff\xff\xff\xff"
+MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
+HIST_X = 0x400  # the history bit of "X" (Zeek's HIST_UNKNOWN_PKT), shared by every protocol
 
 
 class SimpleConn:
@@ -45,7 +48,8 @@ class SimpleConn:
         "proto", "history", "hist_seen", "orig_pkts", "orig_ip_bytes", "resp_pkts",
         "resp_ip_bytes", "orig_size", "resp_size", "orig_active", "resp_active",
         "orig_chk", "orig_chk_thresh", "resp_chk", "resp_chk_thresh",
-        "inactivity_timeout", "inact_gen", "removed", "seq_no",
+        "inactivity_timeout", "inact_gen", "removed", "seq_no", "encap", "tunnel_parents",
+        "tunnel_changes", "violated",
     )
     missed_bytes = 0
 
@@ -67,6 +71,10 @@ class SimpleConn:
         self.inact_gen = 0
         self.removed = False
         self.seq_no = seq_no
+        self.encap = None
+        self.tunnel_parents = None
+        self.tunnel_changes = 0
+        self.violated = None  # tunnel decapsulators that failed on this connection
 
     def flip_roles(self) -> None:
         self.orig_h, self.resp_h = self.resp_h, self.orig_h
@@ -100,8 +108,13 @@ class SimpleConn:
 class FlowTable:
     """Every live connection, keyed by canonical 5-tuple; emits `Conn` records on removal."""
 
-    def __init__(self, settings: Settings, stats, emit: Callable[[Conn], None]) -> None:
+    def __init__(self, settings: Settings, stats, emit: Callable[[Conn], None],
+                 decode: Callable | None = None) -> None:
         self.settings = settings
+        # The decoder, for the packets tunnels carry (None: tunnels are not opened).
+        self.decode = decode
+        # IP-level tunnels (IP in IP, GRE): one encapsulation record per address pair.
+        self.ip_tunnels: dict[tuple, list] = {}
         self.stats = stats
         self.emit = emit
         self.conns: dict[tuple, object] = {}
@@ -165,7 +178,7 @@ class FlowTable:
             self.set_inactivity_timeout(conn, self.settings.long_inactivity_timeout)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def _new(self, cls, key, ts, src, sport, dst, dport, proto, flip: bool):
+    def _new(self, cls, key, ts, src, sport, dst, dport, proto, flip: bool, encap=None):
         self.created += 1
         if cls is T.TCPConn:
             conn = T.TCPConn(self, key, ts, src, sport, dst, dport, self.created)
@@ -176,6 +189,9 @@ class FlowTable:
                        self.settings.icmp_inactivity_timeout if proto in (1, 58) else
                        self.settings.unknown_ip_inactivity_timeout)
         conn.uid = make_uid(key, ts, self.created)
+        if encap is not None:
+            conn.encap = encap
+            conn.tunnel_parents = [encap[-1][1]]
         if flip and dst != _BROADCAST4:
             conn.flip_roles()
         self.set_inactivity_timeout(conn, timeout)
@@ -210,7 +226,7 @@ class FlowTable:
             conn_state=c.conn_state(), local_orig=c.orig_h in self.local,
             local_resp=c.resp_h in self.local, missed_bytes=c.missed_bytes, history=c.history,
             orig_pkts=c.orig_pkts, orig_ip_bytes=c.orig_ip_bytes, resp_pkts=c.resp_pkts,
-            resp_ip_bytes=c.resp_ip_bytes,
+            resp_ip_bytes=c.resp_ip_bytes, tunnel_parents=c.tunnel_parents or [],
             community_id=community_id(c.orig_h, c.resp_h, proto, c.orig_p, c.resp_p),
         )
         if duration > 0:
@@ -219,21 +235,128 @@ class FlowTable:
         return rec
 
     # -- per packet ---------------------------------------------------------------------------
-    def process(self, ts: float, pkt: tuple) -> None:
-        """One decoded IP packet: `(src, dst, proto, ip_len, l4, l4_len, ttl)`."""
+    def process(self, ts: float, pkt: tuple, encap: tuple | None = None) -> None:
+        """One decoded IP packet: `(src, dst, proto, ip_len, l4, l4_len, ttl)`.
+
+        `encap` is the stack of tunnels the packet arrived through, outermost first: tuples
+        ``(tunnel_type, uid, orig_h, orig_p, resp_h, resp_p)``.
+        """
         if ts > self.network_time:
             self.network_time = ts
             if self.timers and self.timers[0][0] <= ts:
                 self.advance(ts)
         proto = pkt[2]
         if proto == 6:
-            self._tcp(ts, pkt)
+            self._tcp(ts, pkt, encap)
         elif proto == 17:
-            self._udp(ts, pkt)
+            self._udp(ts, pkt, encap)
         elif proto == 1 or proto == 58:
-            self._icmp(ts, pkt)
+            self._icmp(ts, pkt, encap)
+        elif proto in IP_PROTOS and self.decode is not None:
+            self._ip_tunnel(ts, pkt, encap)
         else:
-            self._other(ts, pkt)
+            self._other(ts, pkt, encap)
+
+    # -- tunnels ------------------------------------------------------------------------------
+    def check_encap(self, conn, encap) -> None:
+        """Zeek's CheckEncapsulation: a connection seen through another tunnel than before.
+
+        Each change adds the new innermost tunnel to ``tunnel_parents``, up to Zeek's
+        Tunnel::max_changes_per_connection (5); past that the history gets an ``X`` instead.
+        """
+        old = conn.encap
+        if old is not None and encap is not None:
+            if old != encap:
+                if conn.tunnel_changes < MAX_TUNNEL_CHANGES:
+                    conn.tunnel_changes += 1
+                    self._add_parent(conn, encap)
+                elif not conn.hist_seen & HIST_X:
+                    conn.hist_seen |= HIST_X
+                    conn.history += "X"
+                    self.weird("tunnel_max_changes_per_connection_exceeded")
+                conn.encap = encap
+        elif old is not None:
+            conn.encap = None
+        elif encap is not None:
+            self._add_parent(conn, encap)
+            conn.encap = encap
+
+    @staticmethod
+    def _add_parent(conn, encap) -> None:
+        uid = encap[-1][1]
+        if conn.tunnel_parents is None:
+            conn.tunnel_parents = [uid]
+        elif uid not in conn.tunnel_parents:
+            conn.tunnel_parents.append(uid)
+
+    def _ip_tunnel(self, ts: float, pkt: tuple, encap) -> None:
+        """IP in IP and GRE: no connection of their own; the inner packet goes on."""
+        src, dst, proto, _, l4, l4_len, _ = pkt
+        if encap is not None and len(encap) >= MAX_TUNNEL_DEPTH:
+            self.weird("exceeded_tunnel_max_depth")
+            return
+        result = IP_PROTOS[proto](l4)
+        if not isinstance(result, tuple):
+            if result is not None:
+                self.weird(result)
+            return
+        link, off, kind = result
+        pair = (src, dst) if src < dst else (dst, src)
+        entry = self.ip_tunnels.get(pair)
+        if entry is None or ts - entry[1] >= self.settings.ip_tunnel_timeout:
+            self.created += 1
+            uid = make_uid(("tunnel",) + pair, ts, self.created)
+            entry = self.ip_tunnels[pair] = [(kind, uid, src, 0, dst, 0), ts]
+        else:
+            entry[1] = ts
+        self._inner(ts, link, l4[off:], l4_len - off, (encap or ()) + (entry[0],))
+
+    def _udp_tunnel(self, ts: float, conn, payload: bytes, claimed: int, encap) -> None:
+        """After a UDP packet is counted: open the tunnel its responder port (or content) says."""
+        decap = UDP_PORTS.get(conn.resp_p)
+        if decap is None:
+            for detect, fn in UDP_DETECTORS:
+                if detect(payload):
+                    decap = fn
+                    break
+            else:
+                return
+        if conn.violated is not None and decap in conn.violated:
+            return
+        if encap is not None and len(encap) >= MAX_TUNNEL_DEPTH:
+            if not conn.hist_seen & HIST_X:
+                conn.hist_seen |= HIST_X
+                conn.history += "X"
+            self.weird("exceeded_tunnel_max_depth")
+            return
+        result = decap(payload)
+        if not isinstance(result, tuple):
+            if result is not None:
+                self.weird(result)
+                if conn.violated is None:
+                    conn.violated = set()
+                conn.violated.add(decap)
+            return
+        link, off, kind = result
+        if kind in IP_LEVEL:  # GRE over UDP: parented by the address pair, as GRE in IP
+            pair = (conn.orig_h, conn.resp_h) if conn.orig_h < conn.resp_h else (conn.resp_h, conn.orig_h)
+            entry = self.ip_tunnels.get(pair)
+            if entry is None or ts - entry[1] >= self.settings.ip_tunnel_timeout:
+                self.created += 1
+                uid = make_uid(("tunnel",) + pair, ts, self.created)
+                entry = self.ip_tunnels[pair] = [(kind, uid, conn.orig_h, 0, conn.resp_h, 0), ts]
+            else:
+                entry[1] = ts
+            ec = entry[0]
+        else:
+            ec = (kind, conn.uid, conn.orig_h, conn.orig_p, conn.resp_h, conn.resp_p)
+        self._inner(ts, link, payload[off:], claimed - off, (encap or ()) + (ec,))
+
+    def _inner(self, ts: float, link: int, data: bytes, wirelen: int, encap: tuple) -> None:
+        self.stats["tunneled_packets"] += 1
+        pkt = self.decode(ts, link, data, wirelen)
+        if pkt is not None:
+            self.process(ts, pkt, encap)
 
     def _csum_ok(self, src: bytes, dst: bytes, proto: int, l4: bytes, l4_len: int) -> bool:
         if not self.check_csums or len(l4) < l4_len:
@@ -252,7 +375,7 @@ class FlowTable:
             return True
         return False
 
-    def _tcp(self, ts: float, pkt: tuple) -> None:
+    def _tcp(self, ts: float, pkt: tuple, encap) -> None:
         src, dst, _, ip_len, l4, l4_len, _ = pkt
         n = len(l4)
         if l4_len < 20 or n < 20:
@@ -266,11 +389,13 @@ class FlowTable:
         conn = self.conns.get(key)
         if conn is None:
             conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
-                             self._tcp_flip(sport, dport, flags))
+                             self._tcp_flip(sport, dport, flags), encap)
         elif flags & 2 and off >= 0x50 and conn.is_reuse(flags, seq):
             self.remove(conn)
             conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
-                             self._tcp_flip(sport, dport, flags))
+                             self._tcp_flip(sport, dport, flags), encap)
+        elif encap is not None or conn.encap is not None:
+            self.check_encap(conn, encap)
         is_orig = sport == conn.orig_p and src == conn.orig_h
         hdr_len = (off >> 4) << 2
         if hdr_len < 20 or hdr_len > l4_len or hdr_len > n:
@@ -310,7 +435,7 @@ class FlowTable:
             return True
         return False
 
-    def _udp(self, ts: float, pkt: tuple) -> None:
+    def _udp(self, ts: float, pkt: tuple, encap) -> None:
         src, dst, _, ip_len, l4, l4_len, _ = pkt
         if self._too_short(l4, l4_len, 8):
             return
@@ -323,7 +448,9 @@ class FlowTable:
         if conn is None:
             likely = self.likely
             flip = (sport, 17) in likely and (dport, 17) not in likely
-            conn = self._new(SimpleConn, key, ts, src, sport, dst, dport, 17, flip)
+            conn = self._new(SimpleConn, key, ts, src, sport, dst, dport, 17, flip, encap)
+        elif encap is not None or conn.encap is not None:
+            self.check_encap(conn, encap)
         is_orig = src == conn.orig_h and sport == conn.orig_p
         if (self.check_csums and len(l4) >= l4_len
                 and not (self.no_csum_nets is not None and src in self.no_csum_nets)):
@@ -351,8 +478,10 @@ class FlowTable:
             conn.hist_seen |= bit
             conn.history += "D" if is_orig else "d"
         conn.count(is_orig, size, ip_len)
+        if self.decode is not None and len(l4) > 8:
+            self._udp_tunnel(ts, conn, l4[8:], l4_len - 8, encap)
 
-    def _icmp(self, ts: float, pkt: tuple) -> None:
+    def _icmp(self, ts: float, pkt: tuple, encap) -> None:
         src, dst, proto, ip_len, l4, l4_len, _ = pkt
         if self._too_short(l4, l4_len, 8):
             return
@@ -368,7 +497,9 @@ class FlowTable:
                    else (dst, dport, src, icmp_type, proto))
         conn = self.conns.get(key)
         if conn is None:
-            conn = self._new(SimpleConn, key, ts, src, icmp_type, dst, dport, proto, False)
+            conn = self._new(SimpleConn, key, ts, src, icmp_type, dst, dport, proto, False, encap)
+        elif encap is not None or conn.encap is not None:
+            self.check_encap(conn, encap)
         is_orig = src == conn.orig_h and icmp_type == conn.orig_p
         if not self._csum_ok(src, dst, proto, l4, l4_len):
             self.weird("bad_ICMP_checksum")
@@ -376,12 +507,14 @@ class FlowTable:
         conn.last_time = ts
         conn.count(is_orig, l4_len - 8, ip_len)
 
-    def _other(self, ts: float, pkt: tuple) -> None:
+    def _other(self, ts: float, pkt: tuple, encap) -> None:
         src, dst, proto, ip_len = pkt[0], pkt[1], pkt[2], pkt[3]
         key = (src, 0, dst, 0, proto) if src < dst else (dst, 0, src, 0, proto)
         conn = self.conns.get(key)
         if conn is None:
-            conn = self._new(SimpleConn, key, ts, src, 0, dst, 0, proto, False)
+            conn = self._new(SimpleConn, key, ts, src, 0, dst, 0, proto, False, encap)
+        elif encap is not None or conn.encap is not None:
+            self.check_encap(conn, encap)
         conn.last_time = ts
         conn.count(src == conn.orig_h, 0, ip_len)
 

@@ -143,7 +143,7 @@ class TCPConn:
         "history", "hist_seen", "orig", "resp", "orig_pkts", "orig_ip_bytes", "resp_pkts",
         "resp_ip_bytes", "missed_bytes", "is_active", "is_partial", "first_packet_seen",
         "close_deferred", "deferred_gen_event", "inactivity_timeout", "inact_gen",
-        "timer_gen", "removed", "seq_no", "table",
+        "timer_gen", "removed", "seq_no", "table", "encap", "tunnel_parents", "tunnel_changes",
     )
     proto = 6
 
@@ -172,6 +172,9 @@ class TCPConn:
         self.timer_gen = 0
         self.removed = False
         self.seq_no = seq_no
+        self.encap = None
+        self.tunnel_parents = None
+        self.tunnel_changes = 0
 
     # -- history ------------------------------------------------------------------------------
     def check_history(self, mask: int, code: str) -> bool:
