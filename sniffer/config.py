@@ -82,6 +82,7 @@ class Settings:
     icmp_inactivity_timeout: float = 60.0
     unknown_ip_inactivity_timeout: float = 60.0
     frag_timeout: float = 300.0
+    dns_session_timeout: float = 10.0  # Zeek's dns_session_timeout (UDP DNS connections)
     ip_tunnel_timeout: float = 86400.0  # Zeek's Tunnel::ip_tunnel_timeout
     # Ports whose connections get Zeek's 1 h inactivity timeout once established.
     long_timeout_ports: frozenset = frozenset({21, 22, 23, 513})

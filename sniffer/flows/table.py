@@ -37,6 +37,7 @@ _ICMP6_PAIRS = ICMP6_COUNTERPART
 _VXLAN_PORTS = frozenset({4789})
 _BROADCAST4 = b"\xff\xff\xff\xff"
 MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
+DNS_PORTS = (53, 137, 5353, 5355)  # Zeek's DNS::ports for UDP
 HIST_X = 0x400  # the history bit of "X" (Zeek's HIST_UNKNOWN_PKT), shared by every protocol
 
 
@@ -49,7 +50,7 @@ class SimpleConn:
         "resp_ip_bytes", "orig_size", "resp_size", "orig_active", "resp_active",
         "orig_chk", "orig_chk_thresh", "resp_chk", "resp_chk_thresh",
         "inactivity_timeout", "inact_gen", "removed", "seq_no", "encap", "tunnel_parents",
-        "tunnel_changes", "violated",
+        "tunnel_changes", "violated", "timer_gen",
     )
     missed_bytes = 0
 
@@ -75,6 +76,7 @@ class SimpleConn:
         self.tunnel_parents = None
         self.tunnel_changes = 0
         self.violated = None  # tunnel decapsulators that failed on this connection
+        self.timer_gen = 0
 
     def flip_roles(self) -> None:
         self.orig_h, self.resp_h = self.resp_h, self.orig_h
@@ -127,6 +129,9 @@ class FlowTable:
         self.no_csum_nets = (NetSet(settings.ignore_checksums_nets)
                              if settings.ignore_checksums_nets else None)
         self.check_csums = not settings.ignore_checksums
+        # UDP ports where Zeek's DNS analyzer runs: its ports, when they are server ports
+        # (the DNS scripts are what register them).
+        self.dns_ports = frozenset(p for p in DNS_PORTS if (p, 17) in self.likely)
 
     def weird(self, name: str) -> None:
         self.stats["weird:" + name] += 1
@@ -165,6 +170,13 @@ class FlowTable:
                 conn.expire_timer(t)
             elif kind == T.ATTEMPT:
                 conn.attempt_timer(t)
+            elif kind == T.DNS_EXPIRE:
+                # Zeek's DNS analyzer ends a UDP DNS "session" idle for its timeout (less a
+                # second's grace for the usual single request and reply).
+                if t - conn.last_time >= self.settings.dns_session_timeout - 1.0:
+                    self.remove(conn)
+                else:
+                    self.add_timer(t + self.settings.dns_session_timeout, conn, T.DNS_EXPIRE)
             else:
                 self.remove(conn)
 
@@ -197,6 +209,9 @@ class FlowTable:
         self.set_inactivity_timeout(conn, timeout)
         if cls is T.TCPConn:
             self.add_timer(self.network_time + self.settings.tcp_SYN_timeout, conn, T.EXPIRE)
+        elif proto == 17 and conn.resp_p in self.dns_ports:
+            self.add_timer(self.network_time + self.settings.dns_session_timeout, conn,
+                           T.DNS_EXPIRE)
         self.conns[key] = conn
         return conn
 

@@ -717,7 +717,7 @@ class TCPConn:
 
 
 # Timer kinds (the table dispatches on them).
-INACTIVITY, EXPIRE, ATTEMPT, DELETE = range(4)
+INACTIVITY, EXPIRE, ATTEMPT, DELETE, DNS_EXPIRE = range(5)
 
 
 def _init_endpoint(ep: Endpoint, flags: int, first_seq: int, last_seq: int) -> None:
