@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "the set used to guess which side is the server")
     read.add_argument("--report-gaps-for-partial", action="store_true",
                       help="count content gaps (missed_bytes) in connections seen midway too")
+    read.add_argument("--weird-log", metavar="FILE",
+                      help="also write every anomaly (Zeek's weird.log layout) to FILE")
     read.add_argument("--max-rows", type=count, default=1000, metavar="N",
                       help="table format: show at most N connections (0: all)")
     return parser

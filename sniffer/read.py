@@ -30,15 +30,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
-                advance=None) -> BadInputError | None:
+                advance=None, weird=None) -> BadInputError | None:
     """Run the pipeline over `paths`; every connection reaches `emit`, even after bad input.
 
     `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
-    progress bar). Returns the input error that stopped the run early, if any (the caller
+    progress bar); `weird(record)`, when given, receives each anomaly for weird.log. Returns
+    the input error that stopped the run early, if any (the caller
     reports it after the output is complete).
     """
     decoder = Decoder(settings, stats)
     table = FlowTable(settings, stats, emit, decoder.decode)
+    table.weird_sink = weird
     decode = decoder.decode
     process = table.process
     packets = wire_bytes = 0
@@ -140,20 +142,37 @@ class _Output:
                 self.out.close()
 
 
+def _weird_log(path: str | None):
+    if not path:
+        return None
+    from sniffer.output.weird import WeirdWriter
+    try:
+        return WeirdWriter(open(path, "w", encoding="utf-8", newline="\n"))
+    except OSError as exc:
+        raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None
+
+
 def run_read(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     fmt = args.format
     if fmt is None:
         fmt = "table" if (not args.output and sys.stdout.isatty()) else "zeek"
     output = _Output(args.output, fmt)
+    weirds = _weird_log(args.weird_log)
+    weird = weirds.write if weirds is not None else None
     stats = Stats()
-    if sys.stderr.isatty():
-        from sniffer.output.console import progress
-        total = None if "-" in args.files else _total_size(args.files)
-        with progress(total, min_total=8 << 20) as advance:
-            error = run_packets(args.files, settings, stats, output.emit, advance)
-    else:
-        error = run_packets(args.files, settings, stats, output.emit)
+    try:
+        if sys.stderr.isatty():
+            from sniffer.output.console import progress
+            total = None if "-" in args.files else _total_size(args.files)
+            with progress(total, min_total=8 << 20) as advance:
+                error = run_packets(args.files, settings, stats, output.emit, advance, weird)
+        else:
+            error = run_packets(args.files, settings, stats, output.emit, None, weird)
+    finally:
+        if weirds is not None:
+            weirds.close()
+            weirds.out.close()
     if error is None or stats["packets"] or output.out is not None:
         output.finish(stats, args.max_rows or None)
     if error is not None:

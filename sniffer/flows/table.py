@@ -23,6 +23,7 @@ from sniffer.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, com
 from sniffer.flows.conn import Conn
 from sniffer.flows.uid import make_uid
 from sniffer.netset import NetSet
+from sniffer.output.weird import Weird
 from sniffer.tunnels import IP_LEVEL, IP_PROTOS, MAX_DEPTH as MAX_TUNNEL_DEPTH, UDP_DETECTORS, UDP_PORTS
 
 _TCP_HDR = struct.Struct("!HHIIBBHH")
@@ -115,6 +116,7 @@ class FlowTable:
         self.settings = settings
         # The decoder, for the packets tunnels carry (None: tunnels are not opened).
         self.decode = decode
+        self.weird_sink: Callable | None = None  # receives `Weird` records when set
         # IP-level tunnels (IP in IP, GRE): one encapsulation record per address pair.
         self.ip_tunnels: dict[tuple, list] = {}
         self.stats = stats
@@ -133,8 +135,22 @@ class FlowTable:
         # (the DNS scripts are what register them).
         self.dns_ports = frozenset(p for p in DNS_PORTS if (p, 17) in self.likely)
 
-    def weird(self, name: str) -> None:
+    def weird(self, name: str, conn=None, src: bytes | None = None, dst: bytes | None = None,
+              addl: str | None = None) -> None:
+        """Count an anomaly by Zeek's weird name, and log it when a weird.log is written.
+
+        The connection it concerns (or, without one, the packet's addresses) goes with it.
+        """
         self.stats["weird:" + name] += 1
+        if self.weird_sink is not None:
+            w = Weird(self.network_time, name, addl=addl, source="flows")
+            if conn is not None:
+                w.uid = conn.uid
+                w.orig_h, w.orig_p = _ntop(conn.orig_h), conn.orig_p
+                w.resp_h, w.resp_p = _ntop(conn.resp_h), conn.resp_p
+            elif src is not None:
+                w.orig_h, w.resp_h = _ntop(src), _ntop(dst)
+            self.weird_sink(w)
 
     # -- timers -------------------------------------------------------------------------------
     def add_timer(self, when: float, conn, kind: int) -> None:
@@ -288,7 +304,7 @@ class FlowTable:
                 elif not conn.hist_seen & HIST_X:
                     conn.hist_seen |= HIST_X
                     conn.history += "X"
-                    self.weird("tunnel_max_changes_per_connection_exceeded")
+                    self.weird("tunnel_max_changes_per_connection_exceeded", conn)
                 conn.encap = encap
         elif old is not None:
             conn.encap = None
@@ -308,12 +324,12 @@ class FlowTable:
         """IP in IP and GRE: no connection of their own; the inner packet goes on."""
         src, dst, proto, _, l4, l4_len, _ = pkt
         if encap is not None and len(encap) >= MAX_TUNNEL_DEPTH:
-            self.weird("exceeded_tunnel_max_depth")
+            self.weird("exceeded_tunnel_max_depth", src=src, dst=dst)
             return
         result = IP_PROTOS[proto](l4)
         if not isinstance(result, tuple):
             if result is not None:
-                self.weird(result)
+                self.weird(result, src=src, dst=dst)
             return
         link, off, kind = result
         pair = (src, dst) if src < dst else (dst, src)
@@ -342,12 +358,12 @@ class FlowTable:
             if not conn.hist_seen & HIST_X:
                 conn.hist_seen |= HIST_X
                 conn.history += "X"
-            self.weird("exceeded_tunnel_max_depth")
+            self.weird("exceeded_tunnel_max_depth", conn)
             return
         result = decap(payload)
         if not isinstance(result, tuple):
             if result is not None:
-                self.weird(result)
+                self.weird(result, conn)
                 if conn.violated is None:
                     conn.violated = set()
                 conn.violated.add(decap)
@@ -414,12 +430,12 @@ class FlowTable:
         is_orig = sport == conn.orig_p and src == conn.orig_h
         hdr_len = (off >> 4) << 2
         if hdr_len < 20 or hdr_len > l4_len or hdr_len > n:
-            self.weird("bad_TCP_header_len" if hdr_len < 20 else "truncated_header")
+            self.weird("bad_TCP_header_len" if hdr_len < 20 else "truncated_header", conn)
             return
         if (self.check_csums and n >= l4_len
                 and not (self.no_csum_nets is not None and src in self.no_csum_nets)
                 and not l4_checksum_ok(src, dst, 6, l4, l4_len)):
-            self.weird("bad_TCP_checksum")
+            self.weird("bad_TCP_checksum", conn)
             conn.checksum_error(is_orig)
             return
         # Both sides established and no SYN/FIN/RST: the inlined common case, else the
@@ -474,7 +490,7 @@ class FlowTable:
                     and len(l4) > 8 and l4[8] & 0x08):
                 validate = False
             if validate and (csum or len(src) == 16) and not l4_checksum_ok(src, dst, 17, l4, l4_len):
-                self.weird("bad_UDP_checksum")
+                self.weird("bad_UDP_checksum", conn)
                 if is_orig:
                     conn.orig_chk += 1
                     if conn.orig_chk == conn.orig_chk_thresh:
@@ -517,7 +533,7 @@ class FlowTable:
             self.check_encap(conn, encap)
         is_orig = src == conn.orig_h and icmp_type == conn.orig_p
         if not self._csum_ok(src, dst, proto, l4, l4_len):
-            self.weird("bad_ICMP_checksum")
+            self.weird("bad_ICMP_checksum", conn)
             return
         conn.last_time = ts
         conn.count(is_orig, l4_len - 8, ip_len)

@@ -320,7 +320,7 @@ class TCPConn:
             if caplen >= length:
                 self._data_sent(endpoint, rel_seq + 1 if syn else rel_seq, length)
             else:
-                self.table.weird("truncated_tcp_payload")
+                self.table.weird("truncated_tcp_payload", self)
 
         self._check_eof(endpoint)
 
@@ -392,7 +392,7 @@ class TCPConn:
                     peer.trim_seq = rel_ack
         if length > 0:
             if caplen < length:
-                self.table.weird("truncated_tcp_payload")
+                self.table.weird("truncated_tcp_payload", self)
             elif (rel == ep.last_reassem and not ep.skip and rel >= ep.trim_seq
                   and (not ep.blocks or ep.blocks[-1][1] == rel)
                   and rel >= ((((ep.ack_wraps << 32) | ep.ack_seq) - ep.start_seq) & M64)):

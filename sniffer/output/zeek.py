@@ -122,8 +122,9 @@ def log_timestamp(t: float) -> str:
     return time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(t))
 
 
-def header_lines(fields: Sequence[str], path: str, open_time: float) -> list[str]:
-    """The header block Zeek writes before the first row."""
+def header_lines(fields: Sequence[str], path: str, open_time: float,
+                 types: dict[str, str] = FIELD_TYPES) -> list[str]:
+    """The header block Zeek writes before the first row (`types`: each field's Zeek type)."""
     return [
         "#separator \\x09",
         f"#set_separator{SEPARATOR}{SET_SEPARATOR}",
@@ -132,7 +133,7 @@ def header_lines(fields: Sequence[str], path: str, open_time: float) -> list[str
         f"#path{SEPARATOR}{path}",
         f"#open{SEPARATOR}{log_timestamp(open_time)}",
         "#fields" + SEPARATOR + SEPARATOR.join(fields),
-        "#types" + SEPARATOR + SEPARATOR.join(FIELD_TYPES[f] for f in fields),
+        "#types" + SEPARATOR + SEPARATOR.join(types[f] for f in fields),
     ]
 
 
