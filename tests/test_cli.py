@@ -114,10 +114,14 @@ def test_truncated_last_record_is_counted_not_fatal(tmp_path):
     assert len(rows(proc.stdout.decode())) >= 12
 
 
-def test_unsupported_link_type_is_reported():
-    proc = run(["read", ROOT.parent / "shared" / "corpus" / "linktypes" / "chdlc_http.pcap",
-                "--format", "zeek"])
-    assert "unsupported_linktype:104=17" in proc.stderr.decode()
+def test_unsupported_link_type_is_reported(tmp_path):
+    path = tmp_path / "bt.pcap"  # LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR (201), not decoded
+    rec = b"\x00\x00\x00\x00\x04\x0e\x04\x01\x03\x0c\x00"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 201)
+                     + b"".join(struct.pack("<IIII", 1000 + i, 0, len(rec), len(rec)) + rec
+                                for i in range(17)))
+    proc = run(["read", path, "--format", "zeek"])
+    assert "unsupported_linktype:201=17" in proc.stderr.decode()
 
 
 def test_table_summary(tmp_path):

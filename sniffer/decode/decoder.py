@@ -17,8 +17,9 @@ Every ``None`` is counted in `stats` under a named reason (Zeek's weird names wh
 ==============================  ===============================================================
 ``unsupported_linktype:N``      no decoder registered for LINKTYPE N
 ``truncated_link_header``       frame shorter than its link/VLAN header
-``non_ip``                      ARP, 802.3/LLC frames, unknown BSD AF, other non-IP ethertypes
-``unsupported_ethertype:0xNNNN`` a known encapsulation not decoded yet (MPLS, PPPoE, ...)
+``non_ip``                      ARP, non-SNAP LLC, unknown BSD AF, other non-IP ethertypes
+``unsupported_ethertype:0xNNNN`` a known encapsulation not decoded yet (NSH, TRILL)
+(Zeek's weird names)           a ``LinkAnomaly`` raised by a link layer in `sniffer.decode.l2`
 ``truncated_IP``                fewer than 20 (IPv4) / 40 (IPv6) captured bytes
 ``unknown_ip_version``          version nibble not 4 or 6
 ``ip_hdr_len_zero``             IPv4 total length 0 (TSO); dropped unless ``ignore_checksums``
@@ -55,6 +56,7 @@ from sniffer.decode.links import (
     ETHERTYPES,
     LINKTYPES,
     UNSUPPORTED_ETHERTYPES,
+    LinkAnomaly,
     VLAN_TPIDS,
 )
 from sniffer.netset import NetSet
@@ -133,6 +135,9 @@ class Decoder:
                 return None
             try:
                 r = fn(data)
+            except LinkAnomaly as e:
+                self.stats[e.args[0]] += 1
+                return None
             except (IndexError, struct.error):
                 self.stats["truncated_link_header"] += 1
                 return None
@@ -205,6 +210,9 @@ class Decoder:
                 return None
             try:
                 r = fn(data, off)
+            except LinkAnomaly as e:
+                stats[e.args[0]] += 1
+                return None
             except (IndexError, struct.error):
                 stats["truncated_link_header"] += 1
                 return None

@@ -14,9 +14,14 @@ because that is nearly all traffic. Everything else goes through two dicts:
 The ethertype returned for IP is ``ETH_IPV4`` (0x0800) or ``ETH_IPV6`` (0x86DD). As in Zeek, both
 lead to one IP stage where the version nibble decides, so a raw-IP link layer may return either.
 
+A function that finds the frame malformed raises ``LinkAnomaly(name)``: the frame is dropped
+and counted under ``name`` (Zeek's weird name where Zeek has one, e.g. ``truncated_pppoe_header``).
+
 Adding a link type is one function plus ``@register_linktype(N)``; adding an encapsulation is
-one function plus ``@register_ethertype(0xNNNN)``. Encapsulations not decoded yet (MPLS, PPPoE,
-PBB, ...) are listed in ``UNSUPPORTED_ETHERTYPES`` so they are counted as such rather than as
+one function plus ``@register_ethertype(0xNNNN)`` (both take several numbers). The rarer link
+layers and shims live in `sniffer.decode.l2`, one small module per family, imported at the end
+of this module so that importing the registries registers them. Encapsulations not decoded
+(NSH, TRILL) are listed in ``UNSUPPORTED_ETHERTYPES`` so they are counted as such rather than as
 plain non-IP traffic.
 """
 
@@ -37,13 +42,8 @@ ETHERTYPES: dict[int, EtherFn] = {}
 
 # Encapsulations that usually carry IP but are not decoded yet; counted
 # `unsupported_ethertype:0xNNNN` instead of `non_ip` so the summary shows what was missed.
+# (Registering an ethertype removes it from here.)
 UNSUPPORTED_ETHERTYPES = {
-    0x8847: "MPLS unicast",
-    0x8848: "MPLS multicast",
-    0x8864: "PPPoE session",
-    0x88E7: "802.1ah PBB",
-    0x8926: "VN-Tag",
-    0x8903: "Cisco FabricPath",
     0x894F: "NSH",
     0x22F3: "TRILL",
 }
@@ -53,22 +53,28 @@ _U32_BE = struct.Struct("!I")
 _U32_LE = struct.Struct("<I")
 
 
-def register_linktype(linktype: int) -> Callable[[LinkFn], LinkFn]:
+class LinkAnomaly(Exception):
+    """Raised by a registered function: drop the frame, count it under ``args[0]``."""
+
+
+def register_linktype(*linktypes: int) -> Callable[[LinkFn], LinkFn]:
     """Decorator: ``@register_linktype(113)`` makes the function handle that LINKTYPE_ number."""
 
     def deco(fn: LinkFn) -> LinkFn:
-        LINKTYPES[linktype] = fn
+        for linktype in linktypes:
+            LINKTYPES[linktype] = fn
         return fn
 
     return deco
 
 
-def register_ethertype(ethertype: int) -> Callable[[EtherFn], EtherFn]:
+def register_ethertype(*ethertypes: int) -> Callable[[EtherFn], EtherFn]:
     """Decorator: ``@register_ethertype(0x8864)`` makes the function decode that ethertype."""
 
     def deco(fn: EtherFn) -> EtherFn:
-        ETHERTYPES[ethertype] = fn
-        UNSUPPORTED_ETHERTYPES.pop(ethertype, None)
+        for ethertype in ethertypes:
+            ETHERTYPES[ethertype] = fn
+            UNSUPPORTED_ETHERTYPES.pop(ethertype, None)
         return fn
 
     return deco
@@ -138,3 +144,15 @@ def bsd_loop(data: bytes) -> tuple[int, int] | None:
     """DLT_LOOP (OpenBSD): like DLT_NULL but the address family is in network byte order."""
     et = _BSD_AF.get(_U32_BE.unpack_from(data, 0)[0])
     return None if et is None else (et, 4)
+
+
+# --- the rarer link layers and shims register themselves (after the registries exist) -------
+
+from sniffer.decode.l2 import (  # noqa: E402,F401  (imported for their registrations)
+    ethernet,
+    fddi,
+    ieee802_11,
+    mpls,
+    nflog,
+    ppp,
+)
