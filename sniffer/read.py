@@ -39,9 +39,10 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     reports it after the output is complete).
     """
     decoder = Decoder(settings, stats)
-    table = FlowTable(settings, stats, emit, decoder.decode)
+    table = FlowTable(settings, stats, emit, decoder)
     table.weird_sink = weird
     decode = decoder.decode
+    more = decoder.more
     process = table.process
     packets = wire_bytes = 0
     error = None
@@ -54,7 +55,14 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
             wire_bytes += wirelen
             pkt = decode(ts, linktype, data, wirelen)
             if pkt is not None:
-                process(ts, pkt)
+                if more:  # a frame with several packets: the first, then the others
+                    rest = more[:]
+                    more.clear()
+                    process(ts, pkt)
+                    for p in rest:
+                        process(ts, p)
+                else:
+                    process(ts, pkt)
     except BadInputError as exc:
         error = exc
     finally:

@@ -7,6 +7,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     outcomes = config.stash.get(zeekcorpus.OUTCOMES_KEY, None)
     if not outcomes:
         return
-    excluded = [p for p in zeekcorpus.load_pairs("core") if p.exclude]
+    excluded = [p for p in zeekcorpus.load_pairs("all") if p.exclude]
     terminalreporter.write_sep("=", "zeek corpus")
-    terminalreporter.write_line(zeekcorpus.summary_line("core", outcomes, excluded))
+    terminalreporter.write_line(zeekcorpus.summary_line("all", outcomes, excluded))

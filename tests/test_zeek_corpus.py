@@ -1,18 +1,19 @@
-"""Acceptance test: `sniffer read --format zeek` against every core pair of the Zeek corpus.
+"""Acceptance test: `sniffer read --format zeek` against every pair of the Zeek corpus.
 
-Pairs whose notes say `exclude: REASON` are not run; they are listed in the summary line that
-conftest.py prints at the end of the session. Encapsulation pairs (scope `encap`) are not part of
-this test: use `python tests/zeek_report.py --scope encap`.
+Both scopes run: `core` (Ethernet, VLAN, SLL, raw, null link layers) and `encap` (MPLS, PPPoE,
+802.11, PPP, FDDI, PBB, VN-Tag, FabricPath and the tunnels, with `tunnel_parents` compared by
+structure). Pairs whose notes say `exclude: REASON` are not run; they are listed in the summary
+line that conftest.py prints at the end of the session.
 """
 
 import pytest
 
 import zeekcorpus
 
-CORE_PAIRS = [p for p in zeekcorpus.load_pairs("core") if not p.exclude]
+PAIRS = [p for p in zeekcorpus.load_pairs("all") if not p.exclude]
 
 
-@pytest.mark.parametrize("pair", CORE_PAIRS, ids=lambda p: p.name)
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.name)
 def test_zeek_conn_log(pair, tmp_path, request):
     outcome = zeekcorpus.evaluate(pair, tmp_path)
     request.config.stash.setdefault(zeekcorpus.OUTCOMES_KEY, []).append(outcome)

@@ -86,6 +86,9 @@ class Decoder:
     def __init__(self, settings, stats) -> None:
         self.settings = settings
         self.stats = stats
+        # Packets beyond the first that one frame carried (802.11 A-MSDU): the caller takes
+        # them after the packet `decode` returned.
+        self.more: list = []
         self.linktypes = LINKTYPES
         self.ethertypes = ETHERTYPES
         self._ignore_all = bool(settings.ignore_checksums)
@@ -144,7 +147,11 @@ class Decoder:
             if r is None:
                 self.stats["non_ip"] += 1
                 return None
-            etype, off = r
+            if len(r) == 3:  # several packets in one frame (802.11 A-MSDU)
+                etype, off, rest = r
+                self._more_in_frame(ts, data, wirelen, rest)
+            else:
+                etype, off = r
         if etype != ETH_IPV4 and etype != ETH_IPV6:
             r = self._ethertype(etype, data, off)
             if r is None:
@@ -187,6 +194,22 @@ class Decoder:
 
     # ---------------------------------------------------------------------------------------
     # Rare paths.
+
+    def _more_in_frame(self, ts: float, data: bytes, wirelen: int, rest: list) -> None:
+        """The second and later packets of one frame, decoded as raw IP into `self.more`.
+
+        The caller processes the frame's first packet, then these, in order. A name in `rest`
+        is the anomaly that ended the frame's walk.
+        """
+        missing = wirelen - len(data)
+        for item in rest:
+            if isinstance(item, str):
+                self.stats[item] += 1
+                continue
+            start, end = item
+            pkt = self.decode(ts, 101, data[start:end], end - start + missing)
+            if pkt is not None:
+                self.more.append(pkt)
 
     def _ethertype(self, etype: int, data: bytes, off: int) -> int | None:
         """Anything but plain IP after the link layer: registry, VLAN tags, non-IP. -> IP offset."""

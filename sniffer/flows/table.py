@@ -112,10 +112,11 @@ class FlowTable:
     """Every live connection, keyed by canonical 5-tuple; emits `Conn` records on removal."""
 
     def __init__(self, settings: Settings, stats, emit: Callable[[Conn], None],
-                 decode: Callable | None = None) -> None:
+                 decoder=None) -> None:
         self.settings = settings
         # The decoder, for the packets tunnels carry (None: tunnels are not opened).
-        self.decode = decode
+        self.decode = decoder.decode if decoder is not None else None
+        self.decoded_more = decoder.more if decoder is not None else []
         self.weird_sink: Callable | None = None  # receives `Weird` records when set
         # IP-level tunnels (IP in IP, GRE): one encapsulation record per address pair.
         self.ip_tunnels: dict[tuple, list] = {}
@@ -387,7 +388,12 @@ class FlowTable:
         self.stats["tunneled_packets"] += 1
         pkt = self.decode(ts, link, data, wirelen)
         if pkt is not None:
+            more = self.decoded_more
+            rest = more[:]
+            more.clear()
             self.process(ts, pkt, encap)
+            for p in rest:
+                self.process(ts, p, encap)
 
     def _csum_ok(self, src: bytes, dst: bytes, proto: int, l4: bytes, l4_len: int) -> bool:
         if not self.check_csums or len(l4) < l4_len:

@@ -4,8 +4,9 @@
 Only data frames that carry data are decoded: a 24-byte header (30 with both To-DS and From-DS
 set), 2 more for QoS data, then LLC/SNAP (``AA AA 03 00 00 00``) and an ethertype, which Zeek
 follows to IP (and ARP). Management, control and null-data frames, protected QoS frames and
-non-SNAP payloads are not IP. An A-MSDU (QoS bit 7) carries several subframes; the decoder
-returns one packet per frame, so only the first subframe is decoded.
+non-SNAP payloads are not IP. An A-MSDU (QoS bit 7) carries several subframes: the first is
+returned as usual, the others as a third element, `rest`, which the decoder turns into packets
+of their own (`Decoder.more`).
 """
 
 from __future__ import annotations
@@ -46,20 +47,42 @@ def dot11(data: bytes, off: int) -> tuple[int, int] | None:
     p, n = off + hl, n - hl
     if not amsdu:
         return _snap_ip(data, p, n)
-    # First A-MSDU subframe: destination, source, length, then LLC/SNAP.
-    if n < 14:
-        raise LinkAnomaly("truncated_802_11_amsdu_header")
-    sub = (data[p + 12] << 8) | data[p + 13]
-    if n < sub + 14:
-        raise LinkAnomaly("truncated_802_11_amsdu_packet")
-    p += 14
-    if sub >= 8 and data[p : p + 6] == _SNAP:
-        et = (data[p + 6] << 8) | data[p + 7]
+    # A-MSDU: subframes of destination, source, length, then LLC/SNAP, each padded to 4 bytes.
+    # The first IP subframe is returned as usual; the later ones, and an anomaly that stops
+    # the walk, go in `rest` (IP start/end offsets, or the anomaly's name).
+    first = None
+    rest: list = []
+    end = len(data)
+    while p < end:
+        if end - p < 14:
+            _amsdu_stop(first, rest, "truncated_802_11_amsdu_header")
+            break
+        sub = (data[p + 12] << 8) | data[p + 13]
+        if end - p < sub + 14:
+            _amsdu_stop(first, rest, "truncated_802_11_amsdu_packet")
+            break
+        q = p + 14
+        if sub < 8 or data[q : q + 6] != _SNAP:
+            _amsdu_stop(first, rest, "invalid_802_11_amsdu_inner_packet")
+            break
+        et = (data[q + 6] << 8) | data[q + 7]
         if et == ETH_IPV4 or et == ETH_IPV6:
-            return et, p + 8
-        if et == 0x0806 or et == 0x8035:  # (R)ARP: fine, but not IP
-            return None
-    raise LinkAnomaly("invalid_802_11_amsdu_inner_packet")
+            if first is None:
+                first = (et, q + 8)
+            else:
+                rest.append((q + 8, q + sub))
+        p = q + sub + (sub % 4 if end - (q + sub) >= sub % 4 else 0)
+    if first is None:
+        if rest:
+            raise LinkAnomaly(rest[0])
+        return None
+    return (first[0], first[1], rest) if rest else first
+
+
+def _amsdu_stop(first, rest: list, name: str) -> None:
+    if first is None and not rest:
+        raise LinkAnomaly(name)
+    rest.append(name)
 
 
 @register_linktype(105)
