@@ -371,9 +371,11 @@ def amsdu(*subframes: bytes) -> bytes:
     return raw(Dot11(type=2, subtype=8) / Dot11QoS(A_MSDU_Present=1)) + out
 
 
-def test_dot11_amsdu_first_subframe():
-    r = ok(amsdu(raw(LLC_IP4), raw(LLC_IP6)), 105)
-    assert r[0] == A4(SRC)  # the first subframe; the IPv6 one is not decoded
+def test_dot11_amsdu_every_subframe():
+    d = Decoder(Settings(), Stats())
+    r = d.decode(0.0, 105, amsdu(raw(LLC_IP4), raw(LLC_IP6), raw(LLC_IP4)), 10_000)
+    assert r[0] == A4(SRC)  # the first subframe is the packet returned ...
+    assert [p[2] for p in d.more] == [17, 6]  # ... the others follow in Decoder.more
     cut = amsdu(raw(LLC_IP4))[: -len(raw(LLC_IP4)) + 4]
     dropped(cut, 105, reason="truncated_802_11_amsdu_packet")
     dropped(raw(Dot11(type=2, subtype=8) / Dot11QoS(A_MSDU_Present=1)) + b"\x00" * 10, 105,

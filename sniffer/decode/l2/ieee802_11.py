@@ -71,7 +71,8 @@ def dot11(data: bytes, off: int) -> tuple[int, int] | None:
                 first = (et, q + 8)
             else:
                 rest.append((q + 8, q + sub))
-        p = q + sub + (sub % 4 if end - (q + sub) >= sub % 4 else 0)
+        pad = -(14 + sub) % 4
+        p = q + sub + (pad if end - (q + sub) >= pad else 0)
     if first is None:
         if rest:
             raise LinkAnomaly(rest[0])
