@@ -13,7 +13,7 @@ from sniffer.decode import Decoder
 from sniffer.errors import BadInputError, SnifferError
 from sniffer.flows.conn import Conn
 from sniffer.flows.table import FlowTable
-from sniffer.stats import Stats
+from sniffer.stats import LoggedStats, Stats
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -50,6 +50,8 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
         packets_in = open_capture(paths, stats)
         if advance is not None:
             packets_in = _counted(packets_in, advance)
+        if isinstance(stats, LoggedStats):
+            packets_in = _stamped(packets_in, stats)
         for ts, linktype, data, wirelen in packets_in:
             packets += 1
             wire_bytes += wirelen
@@ -71,6 +73,13 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
         decoder.flush()
         table.flush()
     return error
+
+
+def _stamped(packets, stats: LoggedStats):
+    """Keep `stats.ts` at the packet being read, so anomalies logged meanwhile carry it."""
+    for p in packets:
+        stats.ts = p[0]
+        yield p
 
 
 def _counted(packets, advance):
@@ -168,7 +177,11 @@ def run_read(args: argparse.Namespace) -> int:
     output = _Output(args.output, fmt)
     weirds = _weird_log(args.weird_log)
     weird = weirds.write if weirds is not None else None
-    stats = Stats()
+    if weirds is None:
+        stats = Stats()
+    else:
+        from sniffer.output.weird import Weird
+        stats = LoggedStats(lambda name, ts: weirds.write(Weird(ts, name, source="decode")))
     try:
         if sys.stderr.isatty():
             from sniffer.output.console import progress
