@@ -34,25 +34,26 @@ IP_LEVEL = frozenset({"IP", "GRE"})
 MAX_DEPTH = 4
 
 
-def register_udp(*ports: int) -> Callable[[Decap], Decap]:
-    def add(fn: Decap) -> Decap:
-        for p in ports:
-            UDP_PORTS[p] = fn
-        return fn
-    return add
+def _registrar(table: dict[int, Decap]) -> Callable[..., Callable[[Decap], Decap]]:
+    def register(*keys: int) -> Callable[[Decap], Decap]:
+        def add(fn: Decap) -> Decap:
+            for key in keys:
+                table[key] = fn
+            return fn
+        return add
+    return register
+
+
+#: ``@register_udp(4789)``: the function opens UDP packets to that responder port.
+register_udp = _registrar(UDP_PORTS)
+#: ``@register_ip(47)``: the function opens packets of that IP protocol.
+register_ip = _registrar(IP_PROTOS)
 
 
 def register_detector(detect: Callable[[bytes], bool]) -> Callable[[Decap], Decap]:
+    """``@register_detector(test)``: try the function on UDP payloads `test` accepts, any port."""
     def add(fn: Decap) -> Decap:
         UDP_DETECTORS.append((detect, fn))
-        return fn
-    return add
-
-
-def register_ip(*protos: int) -> Callable[[Decap], Decap]:
-    def add(fn: Decap) -> Decap:
-        for p in protos:
-            IP_PROTOS[p] = fn
         return fn
     return add
 
