@@ -98,7 +98,7 @@ def test_gtp_u_with_extension_header(tmp_path):
 
 def test_erspan_type2(tmp_path):
     inner = Ether() / IP(src=IN_A, dst=IN_B) / ICMP() / b"abc"
-    p = Ether() / IP(src=OUT_A, dst=OUT_B) / GRE(seqnum_present=1, seqence_number=5) / ERSPAN_II(session_id=3) / inner
+    p = Ether() / IP(src=OUT_A, dst=OUT_B) / GRE(seqnum_present=1, sequence_number=5) / ERSPAN_II(session_id=3) / inner
     rows = conns(tmp_path, stamp([p]))
     assert [(r["proto"], r["id.orig_h"]) for r in rows] == [("icmp", IN_A)]
 
