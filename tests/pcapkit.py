@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 
 A, B = "10.0.0.1", "93.184.216.34"
+# Explicit MAC addresses: scapy would otherwise look up the next hop's (ARP on the host network).
+ETH = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
 
 class Session:
@@ -40,7 +42,7 @@ class Session:
         ip = IPv6(src=src, dst=dst, hlim=ttl) if self.v6 else IP(src=src, dst=dst, ttl=ttl, **ipkw)
         tcp = TCP(sport=sp, dport=dp, flags=flags, seq=s & 0xFFFFFFFF,
                   ack=(a & 0xFFFFFFFF) if "A" in flags else 0, window=window)
-        p = Ether() / ip / tcp / payload
+        p = Ether(**ETH) / ip / tcp / payload
         p.time = self.t
         self.pkts.append(p)
         if advance and seq is None:
@@ -55,13 +57,13 @@ class Session:
 
 
 def udp(src, dst, sport, dport, payload=b"x", t=1000.0, **kw):
-    p = Ether() / IP(src=src, dst=dst, **kw) / UDP(sport=sport, dport=dport) / payload
+    p = Ether(**ETH) / IP(src=src, dst=dst, **kw) / UDP(sport=sport, dport=dport) / payload
     p.time = t
     return p
 
 
 def icmp(src, dst, t=1000.0, **kw):
-    p = Ether() / IP(src=src, dst=dst) / ICMP(**kw) / (b"x" * 56)
+    p = Ether(**ETH) / IP(src=src, dst=dst) / ICMP(**kw) / (b"x" * 56)
     p.time = t
     return p
 

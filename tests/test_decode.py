@@ -277,7 +277,7 @@ def test_ip_total_length_zero_tso():
         (raw(ETH / IP(options=[NOP] * 8) / TCP())[:40], "internally_truncated_header"),
         (raw(ETH / ARP()), "non_ip"),
         (raw(Dot3(dst="01:00:0c:cc:cc:cc") / LLC() / SNAP() / b"cdp stuff"), "non_ip"),
-        (raw(Ether(type=0x894F) / (b"\x00" * 8) / IP() / TCP()), "unsupported_ethertype:0x894f"),
+        (raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x894F) / (b"\x00" * 8) / IP() / TCP()), "unsupported_ethertype:0x894f"),
     ],
     ids=[
         "short-eth",
@@ -318,7 +318,7 @@ def test_unsupported_linktype_counted():
     ids=["8021q", "qinq-88a8", "qinq-8100", "deep"],
 )
 def test_vlan_stacks(tags):
-    pkt = Ether()
+    pkt = ETH.copy()
     for t in tags:
         pkt = pkt / t
     pkt = pkt / IP(src="1.1.1.1", dst="2.2.2.2") / UDP(sport=1, dport=2) / b"hi"
@@ -327,7 +327,7 @@ def test_vlan_stacks(tags):
 
 
 def test_vlan_9100_and_ipv6():
-    data = raw(Ether(type=0x9100) / Dot1Q(vlan=5) / IPv6(src="::1", dst="::2") / UDP() / b"z")
+    data = raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x9100) / Dot1Q(vlan=5) / IPv6(src="::1", dst="::2") / UDP() / b"z")
     r, _ = dec1(data)
     assert r[0] == a6("::1") and r[2] == 17 and r[3] == 49
 
@@ -384,7 +384,7 @@ def test_registry_new_linktype_and_ethertype():
     try:
         r, _ = dec1(b"\xab\xcd\x08\x00" + raw(IP4), linktype=147)
         assert r[2] == 6
-        r, _ = dec1(raw(Ether(type=0x88B5) / b"\x00\x00" / IP4))
+        r, _ = dec1(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x88B5) / b"\x00\x00" / IP4))
         assert r[2] == 6
     finally:
         del LINKTYPES[147]

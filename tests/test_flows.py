@@ -6,7 +6,7 @@ tests build each case from the rules, write a real pcap and run the real `sniffe
 
 from __future__ import annotations
 
-from pcapkit import A, B, Session, conns, icmp, udp
+from pcapkit import ETH, A, B, Session, conns, icmp, udp
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.sctp import SCTP
@@ -203,7 +203,7 @@ def test_icmp_one_way_keyed_by_type_and_code(tmp_path):
 
 
 def test_unknown_transport(tmp_path):
-    p = Ether() / IP(src=A, dst=B) / SCTP(sport=1, dport=2)
+    p = Ether(**ETH) / IP(src=A, dst=B) / SCTP(sport=1, dport=2)
     p.time = 5.0
     c = one(conns(tmp_path, [p]))
     assert (c["proto"], c["ip_proto"], c["id.orig_p"], c["id.resp_p"]) == ("unknown_transport", 132, 0, 0)
@@ -216,7 +216,7 @@ def test_ipv6_and_vlan(tmp_path):
     s = Session().handshake()
     tagged = []
     for p in s.pkts:
-        q = Ether() / Dot1Q(vlan=10) / Dot1Q(vlan=20) / p[IP]
+        q = Ether(**ETH) / Dot1Q(vlan=10) / Dot1Q(vlan=20) / p[IP]
         q.time = p.time
         tagged.append(q)
     assert one(conns(tmp_path, tagged))["history"] == "ShA"

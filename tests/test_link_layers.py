@@ -134,7 +134,7 @@ def test_mpls_single_and_stacked_labels():
     ok(ETH / MPLS(label=16, s=1) / IP4)
     ok(ETH / MPLS(label=16, s=0) / MPLS(label=17, s=0) / MPLS(label=18, s=1) / IP4)
     ok(ETH / MPLS(label=16, s=1) / IP6, proto=17)  # the version nibble decides
-    ok(Ether(type=0x8848) / MPLS(s=1) / IP4)  # multicast (Zeek registers 0x8847 only)
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8848) / MPLS(s=1) / IP4)  # multicast (Zeek registers 0x8847 only)
 
 
 def test_mpls_inside_vlan_tags():
@@ -177,15 +177,15 @@ def test_pppoe_session():
     ok(ETH / PPPoE(sessionid=1) / b"\x00\x21" / IP4)
     ok(ETH / PPPoE(sessionid=1) / b"\x00\x57" / IP6, proto=17)
     ok(ETH / Dot1Q(vlan=939) / Dot1Q(vlan=744) / PPPoE() / b"\x00\x21" / IP4)  # QinQ
-    ok(Ether(type=0x8864) / PPPoE() / b"\x21" / IP4)  # protocol field compressed to 8 bits
-    ok(Ether(type=0x8864) / PPPoE() / b"\x57" / IP6, proto=17)
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8864) / PPPoE() / b"\x21" / IP4)  # protocol field compressed to 8 bits
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8864) / PPPoE() / b"\x57" / IP6, proto=17)
 
 
 def test_pppoe_not_ip_and_malformed():
     dropped(ETH / PPPoE() / b"\xc0\x21\x01\x01\x00\x04")  # LCP
     dropped(ETH / PPPoE() / b"\x02\x81" / MPLS(s=1) / IP4)  # Zeek: no MPLS after PPPoE
     dropped(raw(ETH / PPPoE() / b"\x00\x21" / IP4)[:22], reason="truncated_pppoe_header")
-    dropped(Ether(type=0x8863) / PPPoE(code=0x09))  # discovery
+    dropped(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8863) / PPPoE(code=0x09))  # discovery
 
 
 @needs_corpus
@@ -250,25 +250,25 @@ VNTAG = b"\x80\x01\x00\x02"  # direction, pointer, destination and source VIFs
 
 
 def test_pbb():
-    ok(Ether(type=0x88E7) / ITAG / ETH / IP4)
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x88E7) / ITAG / ETH / IP4)
     ok(ETH / Dot1AD(vlan=3, type=0x88E7) / ITAG / ETH / Dot1Q(vlan=9) / IP6, proto=17)
-    dropped(raw(Ether(type=0x88E7) / ITAG / ETH / IP4)[:32], reason="truncated_PBB_header")
-    dropped(Ether(type=0x88E7) / ITAG / ETH / ARP())
+    dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x88E7) / ITAG / ETH / IP4)[:32], reason="truncated_PBB_header")
+    dropped(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x88E7) / ITAG / ETH / ARP())
 
 
 def test_vntag():
-    ok(Ether(type=0x8926) / (VNTAG + b"\x81\x00") / Dot1Q(vlan=4) / IP4)
-    dropped(Ether(type=0x8926) / (VNTAG + b"\x08\x00") / IP4)  # Zeek: only VLAN after VN-Tag
-    dropped(raw(Ether(type=0x8926))[:14] + VNTAG + b"\x81", reason="truncated_vntag_header")
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8926) / (VNTAG + b"\x81\x00") / Dot1Q(vlan=4) / IP4)
+    dropped(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8926) / (VNTAG + b"\x08\x00") / IP4)  # Zeek: only VLAN after VN-Tag
+    dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8926))[:14] + VNTAG + b"\x81", reason="truncated_vntag_header")
 
 
 def test_fabricpath():
-    ok(Ether(type=0x8903) / b"\x00\x3f" / ETH / IP4)
-    ok(Ether(type=0x8903) / b"\x00\x3f" / ETH / Dot1Q(vlan=5) / IP6, proto=17)
-    dropped(raw(Ether(type=0x8903) / b"\x00\x3f" / ETH)[:30], reason="truncated_link_header_cfp")
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8903) / b"\x00\x3f" / ETH / IP4)
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8903) / b"\x00\x3f" / ETH / Dot1Q(vlan=5) / IP6, proto=17)
+    dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8903) / b"\x00\x3f" / ETH)[:30], reason="truncated_link_header_cfp")
     # An inner 802.3 frame whose SNAP carries IP.
     inner = Dot3(src="00:00:00:00:00:01", dst="00:00:00:00:00:02") / LLC() / SNAP(code=0x0800) / IP4
-    ok(Ether(type=0x8903) / b"\x00\x3f" / inner)
+    ok(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8903) / b"\x00\x3f" / inner)
 
 
 def test_ethernet_at_helper():
@@ -303,9 +303,9 @@ def test_llc_not_ip():
 def test_llc_malformed():
     frame = raw(Dot3() / LLC() / SNAP(code=0x0800) / IP4)
     dropped(frame[:30], reason="truncated_ethernet_frame")  # shorter than the 802.3 length
-    dropped(raw(Ether(type=5)) + b"\xaa\xaa\x03\x00\x00", reason="truncated_snap_header")
-    dropped(raw(Ether(type=2)) + b"\x42\x42", reason="truncated_llc_header")
-    dropped(raw(Ether(type=0x05EE)) + RAW4, reason="undefined_ether_type")
+    dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=5)) + b"\xaa\xaa\x03\x00\x00", reason="truncated_snap_header")
+    dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=2)) + b"\x42\x42", reason="truncated_llc_header")
+    dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x05EE)) + RAW4, reason="undefined_ether_type")
     dropped(raw(ETH / Dot1Q(type=0x05EE)) + RAW4, reason="undefined_vlan_protocol")
 
 
@@ -433,9 +433,9 @@ def test_nflog_malformed():
 GOOD = [
     (1, raw(ETH / Dot1Q() / MPLS(s=0) / MPLS(s=1) / IP4)),
     (1, raw(ETH / Dot1Q() / Dot1Q() / PPPoE() / b"\x00\x21" / IP4)),
-    (1, raw(Ether(type=0x88E7) / ITAG / ETH / Dot1Q() / IP4)),
-    (1, raw(Ether(type=0x8926) / (VNTAG + b"\x81\x00") / Dot1Q() / IP4)),
-    (1, raw(Ether(type=0x8903) / b"\x00\x3f" / ETH / IP4)),
+    (1, raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x88E7) / ITAG / ETH / Dot1Q() / IP4)),
+    (1, raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8926) / (VNTAG + b"\x81\x00") / Dot1Q() / IP4)),
+    (1, raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8903) / b"\x00\x3f" / ETH / IP4)),
     (1, raw(Dot3() / LLC() / SNAP(code=0x0800) / IP4)),
     (9, b"\xff\x03\x00\x21" + RAW4),
     (50, b"\xff\x03\x00\x57" + RAW6),

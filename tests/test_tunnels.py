@@ -3,7 +3,7 @@ the connection (or IP tunnel) that carried it, as Zeek's tunnel_parents does."""
 
 from __future__ import annotations
 
-from pcapkit import CORPUS, conns, run, write
+from pcapkit import ETH, CORPUS, conns, run, write
 from scapy.contrib.erspan import ERSPAN_II
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.gtp import GTP_U_Header
@@ -39,8 +39,8 @@ def by_proto(rows):
 def test_vxlan_inner_connection_has_outer_parent(tmp_path):
     def wrap(inner, reply):
         src, dst = (OUT_B, OUT_A) if reply else (OUT_A, OUT_B)
-        return (Ether() / IP(src=src, dst=dst) / UDP(sport=50000, dport=4789) / VXLAN(vni=42)
-                / Ether() / inner)
+        return (Ether(**ETH) / IP(src=src, dst=dst) / UDP(sport=50000, dport=4789) / VXLAN(vni=42)
+                / Ether(**ETH) / inner)
     rows = by_proto(conns(tmp_path, echo_pair(wrap)))
     # The reply goes to port 50000 from 4789: a second outer connection (as in Zeek's vxlan pair).
     outer = {r["uid"]: r for r in rows["udp"]}
@@ -51,7 +51,7 @@ def test_vxlan_inner_connection_has_outer_parent(tmp_path):
 
 def test_geneve_carries_ipv6(tmp_path):
     inner = IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1234, dport=5678) / b"hello"
-    p = Ether() / IP(src=OUT_A, dst=OUT_B) / UDP(sport=40000, dport=6081) / GENEVE(proto=0x86DD) / inner
+    p = Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / UDP(sport=40000, dport=6081) / GENEVE(proto=0x86DD) / inner
     rows = by_proto(conns(tmp_path, stamp([p])))
     (outer,) = rows["udp"][:1] if rows["udp"][0]["id.resp_p"] == 6081 else rows["udp"][1:]
     inner_row = next(r for r in rows["udp"] if r["id.orig_h"] == "2001:db8::1")
@@ -60,7 +60,7 @@ def test_geneve_carries_ipv6(tmp_path):
 
 def test_gre_tunnel_parent_is_the_address_pair(tmp_path):
     def gre(inner):
-        return Ether() / IP(src=OUT_A, dst=OUT_B) / GRE(proto=0x0800) / inner
+        return Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / GRE(proto=0x0800) / inner
     pkts = stamp([gre(IP(src=IN_A, dst=IN_B) / TCP(sport=1000 + i, dport=22, flags="S"))
                   for i in range(3)])
     rows = conns(tmp_path, pkts)
@@ -86,7 +86,7 @@ def test_pptp_enhanced_gre_corpus():
 
 def test_gtp_u_with_extension_header(tmp_path):
     inner = IP(src=IN_A, dst=IN_B) / UDP(sport=1111, dport=2222) / b"payload"
-    p = (Ether() / IP(src=OUT_A, dst=OUT_B) / UDP(sport=2152, dport=2152)
+    p = (Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / UDP(sport=2152, dport=2152)
          / GTP_U_Header(teid=9, gtp_type=255, E=1, next_ex=0x85) / b"\x01\x10\x05\x00" / inner)
     # The extension header above: length 1 (4 bytes), content, next-extension 0.
     p[GTP_U_Header].length = None
@@ -97,15 +97,15 @@ def test_gtp_u_with_extension_header(tmp_path):
 
 
 def test_erspan_type2(tmp_path):
-    inner = Ether() / IP(src=IN_A, dst=IN_B) / ICMP() / b"abc"
-    p = Ether() / IP(src=OUT_A, dst=OUT_B) / GRE(seqnum_present=1, sequence_number=5) / ERSPAN_II(session_id=3) / inner
+    inner = Ether(**ETH) / IP(src=IN_A, dst=IN_B) / ICMP() / b"abc"
+    p = Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / GRE(seqnum_present=1, sequence_number=5) / ERSPAN_II(session_id=3) / inner
     rows = conns(tmp_path, stamp([p]))
     assert [(r["proto"], r["id.orig_h"]) for r in rows] == [("icmp", IN_A)]
 
 
 def test_teredo_found_off_its_port(tmp_path):
     inner = IPv6(src="2001:0:4136:e378:8000:63bf:3fff:fdd2", dst="2001:db8::5") / UDP(sport=7, dport=9) / b"x"
-    p = Ether() / IP(src=OUT_A, dst=OUT_B) / UDP(sport=40000, dport=45000) / inner
+    p = Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / UDP(sport=40000, dport=45000) / inner
     rows = conns(tmp_path, stamp([p]))
     assert any(r["id.orig_h"].startswith("2001:0:4136") and r["tunnel_parents"] for r in rows)
 
@@ -114,7 +114,7 @@ def test_depth_limit_and_weird_log(tmp_path):
     pkt = IP(src=IN_A, dst=IN_B) / ICMP() / b"deep"
     for i in range(6):  # six GRE layers: more than Zeek's Tunnel::max_depth (4)
         pkt = IP(src=f"192.0.2.{10 + i}", dst=f"192.0.2.{20 + i}") / GRE(proto=0x0800) / pkt
-    path = write(tmp_path, stamp([Ether() / pkt]))
+    path = write(tmp_path, stamp([Ether(**ETH) / pkt]))
     weird = tmp_path / "weird.log"
     out = run(["read", path, "--format", "json", "--weird-log", weird]).stdout.decode()
     assert out == ""  # nothing past the limit became a connection
@@ -122,8 +122,8 @@ def test_depth_limit_and_weird_log(tmp_path):
 
 
 def test_malformed_tunnels_are_counted_not_fatal(tmp_path):
-    bad_gre = Ether() / IP(src=OUT_A, dst=OUT_B, proto=47) / b"\x00"  # 1 byte of GRE
-    no_i_flag = Ether() / IP(src=OUT_A, dst=OUT_B) / UDP(sport=1, dport=4789) / (b"\x00" * 8 + bytes(Ether() / IP()))
+    bad_gre = Ether(**ETH) / IP(src=OUT_A, dst=OUT_B, proto=47) / b"\x00"  # 1 byte of GRE
+    no_i_flag = Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / UDP(sport=1, dport=4789) / (b"\x00" * 8 + bytes(Ether(**ETH) / IP()))
     path = write(tmp_path, stamp([bad_gre, no_i_flag]))
     weird = tmp_path / "weird.log"
     run(["read", path, "--format", "zeek", "--weird-log", weird])
@@ -139,8 +139,8 @@ def test_tunnel_changes_beyond_five_give_x(tmp_path):
     for i in range(8):
         sport = 50000 + (i % 2)
         inner = IP(src=IN_A, dst=IN_B) / ICMP(type=8, seq=i) / b"y"
-        pkts.append(Ether() / IP(src=OUT_A, dst=OUT_B) / UDP(sport=sport, dport=4789)
-                    / VXLAN(vni=1) / Ether() / inner)
+        pkts.append(Ether(**ETH) / IP(src=OUT_A, dst=OUT_B) / UDP(sport=sport, dport=4789)
+                    / VXLAN(vni=1) / Ether(**ETH) / inner)
     rows = by_proto(conns(tmp_path, stamp(pkts)))
     (icmp,) = rows["icmp"]
     assert icmp["history"] == "X" and len(icmp["tunnel_parents"]) == 2
