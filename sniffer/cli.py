@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write every anomaly (Zeek's weird.log layout) to FILE")
     read.add_argument("--max-rows", type=count, default=1000, metavar="N",
                       help="table format: show at most N connections (0: all)")
+    sockets = sub.add_parser(
+        "sockets", help="the kernel's sockets, with their processes, users and namespaces",
+        description="List the kernel's TCP, UDP, raw and ping sockets (sock_diag and /proc), "
+                    "attributed to processes, users, containers and services, per network "
+                    "namespace. netstat/ss options.")
+    from sniffer.sockets import add_arguments
+    add_arguments(sockets)
     return parser
 
 
@@ -73,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "read":
             from sniffer.read import run_read
             return run_read(args)
+        if args.command == "sockets":
+            from sniffer.sockets import run_sockets
+            return run_sockets(args)
     except SnifferError as exc:
         print(f"sniffer: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,124 @@
+"""Network namespaces: find them, name them, and step into one to read its socket tables.
+
+pyroute2 does the entering (its `setns` wraps the system call); the rest is /proc and
+/run/netns. Its `pushns` would *create* a missing namespace (flags default to O_CREAT), so a
+namespace is always resolved to an existing file first and entered with ``flags=0``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sniffer.errors import UsageError
+
+RUN_NETNS = "/run/netns"
+
+
+@dataclass(frozen=True, slots=True)
+class Netns:
+    """One network namespace: how to reach it and what to call it."""
+
+    label: str  # its /run/netns name, "host" for our own, else "pid:N"
+    inode: int
+    path: str  # a file that refers to it (/run/netns/NAME or /proc/PID/ns/net)
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def current() -> Netns:
+    return Netns("host", _inode("/proc/self/ns/net") or 0, "/proc/self/ns/net")
+
+
+def named() -> dict[int, Netns]:
+    """The namespaces with a name under /run/netns, by inode."""
+    out: dict[int, Netns] = {}
+    try:
+        names = sorted(os.listdir(RUN_NETNS))
+    except OSError:
+        return out
+    for name in names:
+        path = os.path.join(RUN_NETNS, name)
+        ino = _inode(path)
+        if ino is not None and ino not in out:
+            out[ino] = Netns(name, ino, path)
+    return out
+
+
+def everything() -> list[Netns]:
+    """Every distinct namespace on the host: ours, the named ones, and those of processes.
+
+    A namespace can have a name and no process, or processes and no name; each appears once,
+    by its name if it has one.
+    """
+    me = current()
+    by_inode = named()
+    if me.inode in by_inode:
+        me = Netns(by_inode[me.inode].label, me.inode, me.path)
+    found = {me.inode: me}
+    for ino, ns in by_inode.items():
+        found.setdefault(ino, ns)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        path = f"/proc/{entry.name}/ns/net"
+        ino = _inode(path)
+        if ino is not None and ino not in found:
+            found[ino] = Netns(f"pid:{entry.name}", ino, path)
+    return list(found.values())
+
+
+def resolve(spec: str) -> Netns:
+    """`--netns` argument: a /run/netns name, ``pid:N``, or a path to a namespace file."""
+    if spec.lower().startswith("pid:"):
+        pid = spec[4:]
+        if not pid.isdigit():
+            raise UsageError(f"--netns {spec}: want pid:NUMBER")
+        path, label = f"/proc/{pid}/ns/net", f"pid:{pid}"
+    elif "/" in spec:
+        path, label = spec, spec
+    else:
+        path, label = os.path.join(RUN_NETNS, spec), spec
+    ino = _inode(path)
+    if ino is None:
+        reason = "no such namespace" if not os.path.exists(path) else "cannot open it"
+        raise UsageError(f"--netns {spec}: {reason} ({path})")
+    me = current()
+    if ino == me.inode and "/" not in spec and not spec.lower().startswith("pid:"):
+        return Netns(spec, ino, path)
+    for ns in named().values():
+        if ns.inode == ino:
+            return ns
+    return Netns("host" if ino == me.inode else label, ino, path)
+
+
+@contextmanager
+def entered(ns: Netns) -> Iterator[None]:
+    """Run the block inside `ns` (a no-op for our own namespace).
+
+    Sockets opened inside stay bound to `ns` after the block, which is what sock_diag needs.
+    """
+    if ns.inode == _inode("/proc/self/ns/net"):
+        yield
+        return
+    from pyroute2 import netns as pyroute_netns  # costly import: only for other namespaces
+
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        try:
+            pyroute_netns.setns(ns.path, flags=0)
+        except OSError as exc:
+            raise UsageError(f"namespace {ns.label}: cannot enter ({exc.strerror or exc})") from None
+        try:
+            yield
+        finally:
+            pyroute_netns.setns(home, flags=0)
+    finally:
+        os.close(home)

@@ -1,0 +1,67 @@
+"""Which processes hold which sockets: the /proc/PID/fd scan that `ss -p` and `lsof` do.
+
+Socket inodes come from one sockfs for the whole host, so one scan serves every namespace.
+Each readlink has its own try: descriptors vanish between listing and reading.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class Owners:
+    """inode -> [(pid, fd)], plus program names; `denied` counts processes we could not read."""
+
+    __slots__ = ("by_inode", "denied", "_names")
+
+    def __init__(self) -> None:
+        self.by_inode: dict[int, list[tuple[int, int]]] = {}
+        self.denied = 0
+        self._names: dict[int, str] = {}
+
+    @classmethod
+    def scan(cls) -> Owners:
+        owners = cls()
+        by_inode = owners.by_inode
+        readlink = os.readlink
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            base = f"/proc/{pid}/fd/"
+            try:
+                fds = os.listdir(base)
+            except PermissionError:
+                owners.denied += 1
+                continue
+            except OSError:
+                continue
+            ipid = int(pid)
+            for fd in fds:
+                try:
+                    link = readlink(base + fd)
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inode = int(link[8:-1])
+                    entry = by_inode.get(inode)
+                    if entry is None:
+                        by_inode[inode] = [(ipid, int(fd))]
+                    else:
+                        entry.append((ipid, int(fd)))
+        return owners
+
+    def name(self, pid: int) -> str:
+        """The program name (/proc/PID/comm, as `ss -p` shows it)."""
+        name = self._names.get(pid)
+        if name is None:
+            try:
+                with open(f"/proc/{pid}/comm", "rb") as f:
+                    name = f.read().rstrip(b"\n").decode("utf-8", "replace")
+            except OSError:
+                name = "?"
+            self._names[pid] = name
+        return name
+
+    def holders(self, inode: int) -> list[dict]:
+        return [{"pid": pid, "name": self.name(pid), "fd": fd}
+                for pid, fd in sorted(self.by_inode.get(inode, ()))]

@@ -1,0 +1,106 @@
+"""`sniffer sockets` for people: netstat's columns, as a rich table on a terminal, else text.
+
+Process names are chosen by whoever starts a process, so every value is printed literally:
+rich markup is never interpreted and control characters are escaped.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from typing import TextIO
+
+from sniffer.kernel.view import KernelSocket
+
+HEADERS = ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State", "User",
+           "PID/Program name", "Netns")
+
+
+@lru_cache(maxsize=4096)
+def _service(port: int, proto: str) -> str:
+    try:
+        return socket.getservbyport(port, "udp" if proto in ("udp", "udplite") else "tcp")
+    except OSError:
+        return str(port)
+
+
+def endpoint(addr: str, port: int, proto: str, numeric: bool, remote: bool) -> str:
+    host = f"[{addr}]" if ":" in addr else addr
+    if port == 0 and (remote or proto in ("raw", "icmp")):
+        return f"{host}:*"
+    if numeric or proto in ("raw", "icmp"):
+        return f"{host}:{port}"
+    return f"{host}:{_service(port, proto)}"
+
+
+def _proto(s: KernelSocket) -> str:
+    return s.proto + ("6" if s.family == 6 else "")
+
+
+def _programs(s: KernelSocket) -> str:
+    if s.processes:
+        return ",".join(f"{p['pid']}/{p['name']}" for p in s.processes)
+    return "-" if s.owner in ("process", "unknown") else f"- ({s.owner})"
+
+
+def _row(s: KernelSocket, numeric: bool) -> tuple[str, ...]:
+    return (_proto(s), str(s.recv_q), str(s.send_q),
+            endpoint(s.local_addr, s.local_port, s.proto, numeric, False),
+            endpoint(s.remote_addr, s.remote_port, s.proto, numeric, True),
+            s.state, s.user, _programs(s), s.netns)
+
+
+def render(rows: list[KernelSocket], out: TextIO, *, numeric: bool, processes: bool,
+           show_netns: bool) -> None:
+    keep = [i for i in range(len(HEADERS))
+            if (processes or HEADERS[i] != "PID/Program name") and (show_netns or HEADERS[i] != "Netns")]
+    table = [tuple(r[i] for i in keep) for r in (_row(s, numeric) for s in rows)]
+    headers = tuple(HEADERS[i] for i in keep)
+    if out.isatty():
+        _rich(headers, table, out)
+    else:
+        _text(headers, table, out)
+
+
+def _text(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
+    right = {1, 2}  # the queues, as netstat aligns them
+
+    def line(cells) -> str:
+        parts = [(c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))]
+        return " ".join(parts).rstrip()
+
+    out.write("\n".join([line(headers)] + [line(_safe_row(r)) for r in table]) + "\n")
+
+
+def _safe_row(cells):
+    from sniffer.output.console import escape_controls
+    return tuple(escape_controls(c) for c in cells)
+
+
+def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sniffer.output.console import literal
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for i, h in enumerate(headers):
+        t.add_column(h, justify="right" if i in (1, 2) else "left", overflow="fold")
+    for r in table:
+        t.add_row(*(literal(c) for c in r))
+    Console(file=out, highlight=False).print(t)
+
+
+def watch_line(event: str, rec: dict, *, numeric: bool) -> str:
+    """One line per watch event, for people."""
+    from sniffer.output.console import escape_controls
+    if event in ("watching", "resync"):
+        return f"{event}: " + escape_controls(" ".join(f"{k}={v}" for k, v in rec.items()))
+    local = endpoint(rec["local_addr"], rec["local_port"], rec["proto"], numeric, False)
+    remote = endpoint(rec["remote_addr"], rec["remote_port"], rec["proto"], numeric, True)
+    procs = ",".join(f"{p['pid']}/{p['name']}" for p in rec.get("processes") or []) or "-"
+    extra = ""
+    if "bytes_received" in rec:
+        extra = f" rx={rec['bytes_received']} tx={rec.get('bytes_acked', 0)}"
+    return escape_controls(f"{event:8} {rec['proto']:7} {local:>28} {remote:<28} {rec['state']:12} "
+                           f"{procs} [{rec['netns']}]{extra}")

@@ -1,0 +1,171 @@
+"""`sniffer sockets`: the kernel's socket tables, attributed to processes, in every namespace.
+
+netstat/ss habits: -t/-u/-w pick protocols, -l/-a pick states, -n keeps ports numeric, -p adds
+processes, -4/-6 pick families. Host names are never resolved (no DNS from a security tool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import sys
+
+from sniffer.errors import UsageError
+from sniffer.kernel import netns as nsmod
+from sniffer.kernel.procs import Owners
+from sniffer.kernel.view import KernelSocket, attribute, read_namespace
+
+LISTENING = frozenset({"LISTEN", "UNCONN"})
+STATE_ALIASES = {"ESTAB": "ESTABLISHED", "SYN_SENT": "SYN-SENT", "SYN_RECV": "SYN-RECV",
+                 "FIN_WAIT1": "FIN-WAIT-1", "FIN_WAIT2": "FIN-WAIT-2", "TIME_WAIT": "TIME-WAIT",
+                 "CLOSE_WAIT": "CLOSE-WAIT", "LAST_ACK": "LAST-ACK", "UNCONNECTED": "UNCONN"}
+KNOWN_STATES = frozenset({"ESTABLISHED", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2",
+                          "TIME-WAIT", "CLOSE", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+                          "UNCONN"})
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP and UDP-Lite sockets")
+    p.add_argument("-w", "--raw", action="store_true", help="raw and ping (ICMP) sockets")
+    p.add_argument("-l", "--listening", action="store_true",
+                   help="only listening sockets (LISTEN, and unconnected datagram sockets)")
+    p.add_argument("-a", "--all", action="store_true", help="listening and other sockets")
+    p.add_argument("-n", "--numeric", action="store_true", help="numeric ports, no service names")
+    p.add_argument("-p", "--processes", action="store_true", help="show the owning processes")
+    p.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only")
+    p.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
+    p.add_argument("--state", action="append", default=[], metavar="STATE",
+                   help="only sockets in STATE (repeatable; e.g. LISTEN, ESTABLISHED, TIME-WAIT)")
+    p.add_argument("--port", type=int, action="append", default=[], metavar="N",
+                   help="only sockets with local or remote port N (repeatable)")
+    p.add_argument("--addr", action="append", default=[], metavar="ADDR[/LEN]",
+                   help="only sockets with a local or remote address in ADDR (repeatable)")
+    p.add_argument("--netns", metavar="NS",
+                   help="the namespace to read: a name under /run/netns, pid:N, or a path")
+    p.add_argument("--all-netns", action="store_true",
+                   help="every network namespace on the host, each row labelled")
+    p.add_argument("--json", action="store_true", help="one JSON object per socket")
+    p.add_argument("--watch", action="store_true",
+                   help="keep watching: new sockets and destroyed ones (with final counters)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="--watch: seconds between dumps (destroy events are immediate)")
+
+
+class Filter:
+    """The row filter the options describe."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        states = set()
+        for s in args.state:
+            name = STATE_ALIASES.get(s.upper().replace(" ", ""), s.upper())
+            if name not in KNOWN_STATES:
+                raise UsageError(f"--state: unknown state {s!r} (known: {', '.join(sorted(KNOWN_STATES))})")
+            states.add(name)
+        self.states = states
+        self.listening, self.all = args.listening, args.all or bool(states) or args.watch
+        self.ports = set(args.port)
+        self.nets = []
+        for a in args.addr:
+            try:
+                self.nets.append(ipaddress.ip_network(a, strict=False))
+            except ValueError:
+                raise UsageError(f"--addr: not an address or network: {a!r}") from None
+
+    def __call__(self, s: KernelSocket) -> bool:
+        if self.states:
+            if s.state not in self.states:
+                return False
+        elif self.listening:
+            if s.state not in LISTENING:
+                return False
+        elif not self.all and s.state in LISTENING:
+            return False
+        if self.ports and s.local_port not in self.ports and s.remote_port not in self.ports:
+            return False
+        if self.nets:
+            addrs = (ipaddress.ip_address(s.local_addr), ipaddress.ip_address(s.remote_addr))
+            if not any(a in n for a in addrs for n in self.nets if a.version == n.version):
+                return False
+        return True
+
+
+def protocols(args: argparse.Namespace) -> set[str]:
+    chosen = set()
+    if args.tcp:
+        chosen.add("tcp")
+    if args.udp:
+        chosen |= {"udp", "udplite"}
+    if args.raw:
+        chosen |= {"raw", "icmp"}
+    return chosen or {"tcp", "udp", "udplite", "raw", "icmp"}
+
+
+def namespaces(args: argparse.Namespace) -> list[nsmod.Netns]:
+    if args.all_netns:
+        if args.netns:
+            raise UsageError("--netns and --all-netns exclude each other")
+        return nsmod.everything()
+    if args.netns:
+        return [nsmod.resolve(args.netns)]
+    me = nsmod.current()
+    for ns in nsmod.named().values():
+        if ns.inode == me.inode:
+            return [ns]
+    return [me]
+
+
+def run_sockets(args: argparse.Namespace) -> int:
+    families = {4} if args.ipv4 and not args.ipv6 else {6} if args.ipv6 and not args.ipv4 else {4, 6}
+    keep = Filter(args)
+    spaces = namespaces(args)
+    protos = protocols(args)
+    if args.watch:
+        return _watch(args, spaces, protos, families, keep)
+    raws = [read_namespace(ns, protos, families) for ns in spaces]
+    owners = Owners.scan() if (args.processes or args.json) else None
+    rows = [s for s in attribute(raws, owners) if keep(s)]
+    out = sys.stdout
+    if args.json:
+        out.write("".join(json.dumps(s.to_json(), separators=(",", ":")) + "\n" for s in rows))
+    else:
+        from sniffer.output.sockets import render
+        render(rows, out, numeric=args.numeric, processes=args.processes,
+               show_netns=len(spaces) > 1 or args.netns is not None)
+    out.flush()
+    _explain_blind_spots(raws, owners)
+    return 0
+
+
+def _explain_blind_spots(raws, owners: Owners | None) -> None:
+    """One line on stderr about what could not be seen, and why (never silent, never noisy)."""
+    notes = [f"{raw.ns.label}: {err}" for raw in raws for err in raw.errors]
+    if owners is not None and owners.denied:
+        notes.append(f"{owners.denied} processes of other users could not be read "
+                     f"(running as uid {os.geteuid()}, not root): their sockets show no process")
+    if notes:
+        print("sniffer: note: " + "; ".join(notes), file=sys.stderr)
+
+
+def _watch(args, spaces, protos, families, keep) -> int:
+    from sniffer.kernel.watch import Watcher
+    out = sys.stdout
+    if args.json:
+        def emit(event: str, rec: dict) -> None:
+            out.write(json.dumps({"event": event, **rec}, separators=(",", ":")) + "\n")
+            out.flush()
+    else:
+        from sniffer.output.sockets import watch_line
+
+        def emit(event: str, rec: dict) -> None:
+            out.write(watch_line(event, rec, numeric=args.numeric) + "\n")
+            out.flush()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        Watcher(spaces, protos, families, emit, args.interval, keep).run()
+    except KeyboardInterrupt:
+        pass
+    return 0
