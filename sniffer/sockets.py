@@ -7,10 +7,7 @@ processes, -4/-6 pick families. Host names are never resolved (no DNS from a sec
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import json
 import os
-import signal
 import sys
 
 from sniffer.errors import UsageError
@@ -69,6 +66,8 @@ class Filter:
         self.listening, self.all = args.listening, args.all or bool(states) or args.watch
         self.ports = set(args.port)
         self.nets = []
+        if args.addr:
+            import ipaddress
         for a in args.addr:
             try:
                 self.nets.append(ipaddress.ip_network(a, strict=False))
@@ -87,6 +86,7 @@ class Filter:
         if self.ports and s.local_port not in self.ports and s.remote_port not in self.ports:
             return False
         if self.nets:
+            import ipaddress
             addrs = (ipaddress.ip_address(s.local_addr), ipaddress.ip_address(s.remote_addr))
             if not any(a in n for a in addrs for n in self.nets if a.version == n.version):
                 return False
@@ -125,11 +125,21 @@ def run_sockets(args: argparse.Namespace) -> int:
     protos = protocols(args)
     if args.watch:
         return _watch(args, spaces, protos, families, keep)
-    raws = [read_namespace(ns, protos, families) for ns in spaces]
-    owners = Owners.scan() if (args.processes or args.json) else None
+    owners = None
+    if args.processes or args.json:
+        # The /proc scan waits on readlink(2) far more than it computes; in a thread it
+        # overlaps the netlink dumps (the GIL is released during each system call).
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1) as pool:
+            scanning = pool.submit(Owners.scan)
+            raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
+            owners = scanning.result()
+    else:
+        raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
     rows = [s for s in attribute(raws, owners) if keep(s)]
     out = sys.stdout
     if args.json:
+        import json
         out.write("".join(json.dumps(s.to_json(), separators=(",", ":")) + "\n" for s in rows))
     else:
         from sniffer.output.sockets import render
@@ -151,6 +161,9 @@ def _explain_blind_spots(raws, owners: Owners | None) -> None:
 
 
 def _watch(args, spaces, protos, families, keep) -> int:
+    import json
+    import signal
+
     from sniffer.kernel.watch import Watcher
     out = sys.stdout
     if args.json:

@@ -56,12 +56,12 @@ def open_diag_socket() -> socket.socket:
 
 
 def dump(sock: socket.socket, family: int, protocol: int, states: int = ALL_STATES,
-         ext: int = 0) -> Iterator[tuple]:
+         ext: int = 0, attrs: bool = True) -> Iterator[tuple]:
     """Every socket of (`family`, `protocol`) in the socket's namespace, as raw tuples.
 
     Each tuple: ``(family, state, src, sport, dst, dport, ifindex, cookie, rqueue, wqueue,
     uid, inode, attrs)`` with addresses as raw bytes (4 or 16) and `attrs` a dict of the
-    attributes we read (type -> bytes).
+    attributes (type -> bytes); empty when `attrs` is False, which saves a third of the time.
     """
     req = _REQ.pack(family, protocol, ext, states, b"\0" * 48)
     seq = 1
@@ -81,7 +81,7 @@ def dump(sock: socket.socket, family: int, protocol: int, states: int = ALL_STAT
                 if err < 0:
                     raise DiagError(-err, os.strerror(-err))
                 continue
-            yield parse_msg(payload)
+            yield parse_msg(payload, attrs)
 
 
 def _messages(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -94,14 +94,17 @@ def _messages(data: bytes) -> Iterator[tuple[int, bytes]]:
         off += (length + 3) & ~3
 
 
-def parse_msg(p: bytes) -> tuple:
+def parse_msg(p: bytes, want_attrs: bool = True) -> tuple:
     """One inet_diag_msg (dump reply or destroy event) into a plain tuple (see `dump`)."""
     (fam, state, _timer, _retrans, _sp, _dp, src, dst, ifindex, c0, c1, _expires, rq, wq, uid,
      inode) = _MSG.unpack_from(p)
     sport, dport = _MSG_PORTS.unpack_from(p, 4)
-    if fam == socket.AF_INET:
+    if fam == 2:  # AF_INET
         src, dst = src[:4], dst[:4]
     attrs: dict[int, bytes] = {}
+    if not want_attrs:
+        return (fam, state, src, sport, dst, dport, ifindex, c0 | (c1 << 32), rq, wq, uid, inode,
+                attrs)
     off, n = _MSG.size, len(p)
     while off + 4 <= n:
         alen, atype = _RTA.unpack_from(p, off)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import asdict, dataclass, field
 
 from sniffer.kernel import diag, procnet
 from sniffer.kernel.cgroups import Cgroups, container_of, service_of
@@ -23,34 +22,35 @@ DGRAM_STATES = {7: "UNCONN", 1: "ESTABLISHED"}
 UNACCEPTED = frozenset({"SYN-RECV", "ESTABLISHED", "CLOSE-WAIT"})
 
 
-@dataclass(slots=True)
 class KernelSocket:
-    """One socket as the kernel sees it (the `sniffer sockets --json` record)."""
+    """One socket as the kernel sees it (the `sniffer sockets --json` record).
 
-    netns: str
-    netns_inode: int
-    proto: str
-    family: int
-    state: str
-    local_addr: str
-    local_port: int
-    remote_addr: str
-    remote_port: int
-    recv_q: int
-    send_q: int
-    uid: int
-    user: str
-    inode: int
-    cookie: int
-    interface: str | None = None
-    processes: list = field(default_factory=list)
-    cgroup: str | None = None
-    container: str | None = None
-    service: str | None = None
-    owner: str = "unknown"
+    A plain slotted class rather than a dataclass: `sniffer sockets` builds one per socket,
+    tens of thousands per run, and the start-up of the dataclasses module alone is a tenth of
+    what `ss` needs for the whole job.
+    """
+
+    FIELDS = ("netns", "netns_inode", "proto", "family", "state", "local_addr", "local_port",
+              "remote_addr", "remote_port", "recv_q", "send_q", "uid", "user", "inode", "cookie",
+              "interface", "processes", "cgroup", "container", "service", "owner")
+    __slots__ = FIELDS
+
+    def __init__(self, netns: str, netns_inode: int, proto: str, family: int, state: str,
+                 local_addr: str, local_port: int, remote_addr: str, remote_port: int,
+                 recv_q: int, send_q: int, uid: int, user: str, inode: int, cookie: int,
+                 interface: str | None = None, owner: str = "unknown") -> None:
+        self.netns, self.netns_inode, self.proto, self.family = netns, netns_inode, proto, family
+        self.state, self.local_addr, self.local_port = state, local_addr, local_port
+        self.remote_addr, self.remote_port, self.recv_q, self.send_q = (
+            remote_addr, remote_port, recv_q, send_q)
+        self.uid, self.user, self.inode, self.cookie = uid, user, inode, cookie
+        self.interface = interface
+        self.processes: list[dict] = []
+        self.cgroup = self.container = self.service = None
+        self.owner = owner
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def ntop(addr: bytes) -> str:
@@ -62,17 +62,22 @@ def ntop(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, addr)
 
 
-@dataclass(slots=True)
 class Raw:
     """What was read inside one namespace, before attribution."""
 
-    ns: Netns
-    rows: list = field(default_factory=list)  # (proto, diag tuple, interface name)
-    errors: list = field(default_factory=list)
+    __slots__ = ("ns", "rows", "errors")
+
+    def __init__(self, ns: Netns) -> None:
+        self.ns = ns
+        self.rows: list = []  # (proto, diag tuple, interface name)
+        self.errors: list[str] = []
 
 
-def read_namespace(ns: Netns, protos: set[str], families: set[int]) -> Raw:
-    """Dump every wanted table of one namespace (entering it if it is not ours)."""
+def read_namespace(ns: Netns, protos: set[str], families: set[int], attrs: bool = True) -> Raw:
+    """Dump every wanted table of one namespace (entering it if it is not ours).
+
+    `attrs` False skips the netlink attributes (cgroup ids), for outputs that do not show them.
+    """
     raw = Raw(ns)
     with entered(ns):
         sock = diag.open_diag_socket()
@@ -85,7 +90,7 @@ def read_namespace(ns: Netns, protos: set[str], families: set[int]) -> Raw:
                         continue
                     af = socket.AF_INET if fam == 4 else socket.AF_INET6
                     try:
-                        for row in diag.dump(sock, af, number):
+                        for row in diag.dump(sock, af, number, attrs=attrs):
                             raw.rows.append((name, row, _ifname(row[6])))
                     except diag.DiagError as exc:
                         if exc.errno != 2 or name != "udplite":  # no UDP-Lite module: nothing to say
@@ -115,33 +120,38 @@ def attribute(raws: list[Raw], owners: Owners | None) -> list[KernelSocket]:
     cgroups = Cgroups()
     me = os.geteuid()
     out = []
+    append = out.append
+    holders = owners.holders if owners is not None else None
+    by_inode = owners.by_inode if owners is not None else {}
     for raw in raws:
-        ns = raw.ns
+        label, ns_inode = raw.ns.label, raw.ns.inode
         for proto, row, ifname in raw.rows:
             (fam, st, src, sport, dst, dport, _if, cookie, rq, wq, uid, inode, attrs) = row
-            state = state_name(proto, st)
-            rec = KernelSocket(
-                ns.label, ns.inode, proto, 4 if fam == socket.AF_INET else 6, state, ntop(src),
-                sport, ntop(dst), dport, rq, wq, uid, user_name(uid), inode, cookie, ifname)
-            cg = diag.cgroup_id(attrs) if attrs else None
-            if cg:
-                rec.cgroup = cgroups.path(cg)
-                rec.container = container_of(rec.cgroup)
-                rec.service = service_of(rec.cgroup)
+            state = diag.TCP_STATES.get(st, str(st)) if proto == "tcp" else \
+                DGRAM_STATES.get(st, str(st))
+            rec = KernelSocket(label, ns_inode, proto, 4 if fam == 2 else 6, state, ntop(src),
+                               sport, ntop(dst), dport, rq, wq, uid, user_name(uid), inode, cookie,
+                               ifname)
+            if attrs:
+                cg = diag.cgroup_id(attrs)
+                if cg:
+                    rec.cgroup = cgroups.path(cg)
+                    rec.container = container_of(rec.cgroup)
+                    rec.service = service_of(rec.cgroup)
             if inode == 0:
                 # No file yet (still in a listener's accept queue) or none any more (closed:
                 # TIME-WAIT, or an orphan finishing its close).
                 rec.owner = ("time-wait" if state == "TIME-WAIT" else
                              "unaccepted" if state in UNACCEPTED else "orphan")
-            elif owners is not None:
-                rec.processes = owners.holders(inode)
-                if rec.processes:
+            elif holders is not None:
+                if inode in by_inode:
+                    rec.processes = holders(inode)
                     rec.owner = "process"
                 elif owners.denied and uid != me:
                     rec.owner = "unknown"
                 else:
                     rec.owner = "kernel"
-            out.append(rec)
+            append(rec)
     return out
 
 

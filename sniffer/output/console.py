@@ -8,7 +8,6 @@ escaped, so a crafted "[red]" or ESC sequence is shown, not obeyed.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sniffer.flows.conn import Conn
+from sniffer.output.safe import escape_controls
 
 #: Short meanings of Zeek's conn_state values (scripts/base/protocols/conn/main.zeek).
 STATE_MEANINGS: dict[str, str] = {
@@ -58,27 +58,6 @@ TOTAL_KEYS = ("packets", "bytes")
 
 #: Below this console width the connection table drops its less important columns.
 WIDE = 140
-
-
-def escape_controls(s: str) -> str:
-    """Make every control, format or separator character visible as an escape sequence.
-
-    Covers C0/C1 controls (ESC, CR, BEL ...), bidi overrides and zero-width characters (Cf),
-    and line/paragraph separators, which could otherwise rewrite or hide what is on screen.
-    """
-    if s.isprintable():
-        return s
-    out = []
-    for c in s:
-        if c.isprintable() or (c == " "):
-            out.append(c)
-        elif unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or ord(c) < 0x20:
-            code = ord(c)
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(c)
-    return "".join(out)
 
 
 def literal(value: object, style: str = "") -> Text:

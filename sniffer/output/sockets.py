@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import TextIO
 
 from sniffer.kernel.view import KernelSocket
+from sniffer.output.safe import escape_controls
 
 HEADERS = ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State", "User",
            "PID/Program name", "Netns")
@@ -64,18 +65,10 @@ def render(rows: list[KernelSocket], out: TextIO, *, numeric: bool, processes: b
 
 def _text(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
     widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
-    right = {1, 2}  # the queues, as netstat aligns them
-
-    def line(cells) -> str:
-        parts = [(c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))]
-        return " ".join(parts).rstrip()
-
-    out.write("\n".join([line(headers)] + [line(_safe_row(r)) for r in table]) + "\n")
-
-
-def _safe_row(cells):
-    from sniffer.output.console import escape_controls
-    return tuple(escape_controls(c) for c in cells)
+    # The queues right-aligned, as netstat prints them; the last column unpadded.
+    fmt = " ".join(("{:>%d}" if i in (1, 2) else "{:<%d}") % w if i < len(widths) - 1 else "{}"
+                   for i, w in enumerate(widths)).format
+    out.write("\n".join([fmt(*headers)] + [escape_controls(fmt(*r)) for r in table]) + "\n")
 
 
 def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
@@ -93,7 +86,6 @@ def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -
 
 def watch_line(event: str, rec: dict, *, numeric: bool) -> str:
     """One line per watch event, for people."""
-    from sniffer.output.console import escape_controls
     if event in ("watching", "resync"):
         return f"{event}: " + escape_controls(" ".join(f"{k}={v}" for k, v in rec.items()))
     local = endpoint(rec["local_addr"], rec["local_port"], rec["proto"], numeric, False)
