@@ -63,7 +63,7 @@ def can_run() -> str | None:
 # --------------------------------------------------------------------------- child processes
 
 PRELUDE = r'''
-import json, os, socket, sys, threading, time
+import errno, json, os, socket, sys, threading, time
 
 def set_name(name):
     """The process name (comm) that ss and sniffer report."""
