@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-netns", action="store_true",
                    help="every network namespace on the host, each row labelled")
     p.add_argument("--json", action="store_true", help="one JSON object per socket")
+    p.add_argument("--addresses", action="store_true",
+                   help="instead of sockets: each namespace's addresses, local prefixes, routes")
     p.add_argument("--watch", action="store_true",
                    help="keep watching: new sockets and destroyed ones (with final counters)")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
@@ -123,17 +125,25 @@ def run_sockets(args: argparse.Namespace) -> int:
     keep = Filter(args)
     spaces = namespaces(args)
     protos = protocols(args)
+    if args.addresses:
+        return _addresses(args, spaces)
     if args.watch:
         return _watch(args, spaces, protos, families, keep)
+    # A one-shot listing allocates a few objects per socket and frees none of them before it
+    # exits: the cycle collector would only re-walk them (a fifth of the run at 10,000 sockets).
+    import gc
+    gc.disable()
     owners = None
     if args.processes or args.json:
         # The /proc scan waits on readlink(2) far more than it computes; in a thread it
         # overlaps the netlink dumps (the GIL is released during each system call).
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(1) as pool:
-            scanning = pool.submit(Owners.scan)
-            raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
-            owners = scanning.result()
+        import threading
+        found: list[Owners] = []
+        scanner = threading.Thread(target=lambda: found.append(Owners.scan()))
+        scanner.start()
+        raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
+        scanner.join()
+        owners = found[0] if found else Owners.scan()
     else:
         raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
     rows = [s for s in attribute(raws, owners) if keep(s)]
@@ -181,4 +191,24 @@ def _watch(args, spaces, protos, families, keep) -> int:
         Watcher(spaces, protos, families, emit, args.interval, keep).run()
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _addresses(args: argparse.Namespace, spaces: list[nsmod.Netns]) -> int:
+    from sniffer.kernel.addrs import read
+    out = sys.stdout
+    for ns in spaces:
+        view = read(ns)
+        if args.json:
+            import json
+            from dataclasses import asdict
+            out.write(json.dumps(asdict(view), separators=(",", ":")) + "\n")
+            continue
+        out.write(f"namespace {view.netns}\n")
+        for a in view.addresses:
+            out.write(f"  {a['interface']:<12} {a['address']}/{a['prefixlen']}\n")
+        out.write("  local: " + " ".join(view.local_prefixes) + "\n")
+        for r in view.routes:
+            via = f" via {r['gateway']}" if r["gateway"] else ""
+            out.write(f"  route {r['dst']}{via} dev {r['interface']}\n")
     return 0

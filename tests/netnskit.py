@@ -11,7 +11,7 @@ plus, for `unprivileged()`, a private mount namespace that exists only for that 
   `ready <json>` and then blocks until the test closes the child's stdin (or kills it).
   The returned `Holder` has `.pid`, `.info` (the JSON) and `.proc` (the Popen).
 - `parse_ss(text)`: `ss -tuanp` / `ss -tanp` / `ss -wanp` output → `Sock` tuples, normalised the
-  way docs/sockets-schema.md writes sockets (v4-mapped → IPv4, `*` → `::`/`0.0.0.0`, port `*` → 0,
+  way docs/sockets-json.md writes sockets (v4-mapped → IPv4, `*` → `::`/`0.0.0.0`, port `*` → 0,
   ss state names → schema state names, `%ifname` suffix → `interface`).
 - `json_sock(obj)`: one `sniffer sockets --json` object → the same `Sock` tuple, for comparisons.
 """
@@ -337,7 +337,7 @@ def unprivileged(argv: list[str], uid: int = NOBODY, gid: int = NOBODY) -> list[
 
 # --------------------------------------------------------------------------- ss parsing
 
-# ss state names (iproute2 misc/ss.c sstate_name) → docs/sockets-schema.md state names.
+# ss state names (iproute2 misc/ss.c sstate_name) → docs/sockets-json.md state names.
 SS_STATES = {
     "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN-SENT", "SYN-RECV": "SYN-RECV",
     "FIN-WAIT-1": "FIN-WAIT-1", "FIN-WAIT-2": "FIN-WAIT-2", "TIME-WAIT": "TIME-WAIT",

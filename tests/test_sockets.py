@@ -4,7 +4,7 @@ Every test builds its own namespace (tests/netnskit.py: `snf-<hex>`, lo up, dele
 its processes afterwards), opens sockets there from child processes, and runs the real
 `python -m sniffer sockets ...`. The reference is `ss` (iproute2) run in the same namespace,
 back to back with sniffer while the sockets are held steady. The JSON contract is
-docs/sockets-schema.md. Tests named `test_kit_*` check the helpers themselves.
+docs/sockets-json.md. Tests named `test_kit_*` check the helpers themselves.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ OWNERS = {"process", "time-wait", "unaccepted", "orphan", "kernel", "unknown"}
 
 
 def check_schema(o: dict) -> None:
-    """docs/sockets-schema.md, key by key, plus the rules that tie keys together."""
+    """docs/sockets-json.md, key by key, plus the rules that tie keys together."""
     where = f"in {json.dumps(o)[:300]}"
     for key, typ in SCHEMA.items():
         assert key in o, f"missing key {key!r} {where}"
@@ -890,3 +890,56 @@ def test_unprivileged_run_says_what_it_cannot_see(netns):
     assert procs(o) == [(mine.pid, "snf-nobody", mine["l"]["fd"])], o
     assert o["owner"] == "process" and o["uid"] == 65534 and o["user"] == "nobody", o
     assert {o["owner"] for o in objs if o["state"] == "TIME-WAIT"} == {"time-wait"}
+
+
+# --------------------------------------------------------------------------- people's views
+
+def test_rich_table_on_a_terminal_and_literal_names(netns):
+    """On a terminal: the rich table with netstat's columns; a hostile process name is shown
+    as its characters, never as markup or escape sequences."""
+    import pty
+    netns.spawn(r'''
+set_name("[red]x\x1b[2J")
+s = socket.socket(); s.bind(("127.0.0.1", 2525)); s.listen()
+ready()
+''')
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["COLUMNS"] = "200"
+        os.execv(PYTHON, [PYTHON, "-m", "sniffer", "sockets", "-tlnp", "--netns", netns.name])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    for column in ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State",
+                   "User", "PID/Program name"):
+        assert column in screen
+    assert "127.0.0.1:2525" in screen and "[red]x\\x1b[2J" in screen
+
+
+def test_service_names_unless_numeric(netns):
+    netns.spawn(r'''
+s = socket.socket(); s.bind(("127.0.0.1", 25)); s.listen()
+ready()
+''')
+    named = ok(sniffer("-tl", "--netns", netns.name)).stdout
+    numeric = ok(sniffer("-tln", "--netns", netns.name)).stdout
+    assert "127.0.0.1:smtp" in named and "127.0.0.1:25" in numeric
+
+
+def test_addresses_and_routes_of_a_namespace(netns):
+    netns.run("ip", "link", "add", "snfa", "type", "veth", "peer", "name", "snfb")
+    netns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "snfa")
+    netns.run("ip", "link", "set", "snfa", "up")
+    (view,) = json_lines(ok(sniffer("--addresses", "--json", "--netns", netns.name)).stdout)
+    assert view["netns"] == netns.name
+    assert {"interface": "snfa", "address": "10.77.0.1", "prefixlen": 24, "family": 4} in view["addresses"]
+    assert "10.77.0.1/32" in view["local_prefixes"] and "127.0.0.0/8" in view["local_prefixes"]
+    assert {"dst": "10.77.0.0/24", "gateway": None, "interface": "snfa"} in view["routes"]

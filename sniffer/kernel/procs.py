@@ -63,5 +63,11 @@ class Owners:
         return name
 
     def holders(self, inode: int) -> list[dict]:
-        return [{"pid": pid, "name": self.name(pid), "fd": fd}
-                for pid, fd in sorted(self.by_inode.get(inode, ()))]
+        entry = self.by_inode.get(inode)
+        if not entry:
+            return []
+        names = self._names
+        if len(entry) > 1:
+            entry = sorted(entry)
+        return [{"pid": pid, "name": names.get(pid) or self.name(pid), "fd": fd}
+                for pid, fd in entry]

@@ -53,8 +53,23 @@ class KernelSocket:
         return {name: getattr(self, name) for name in self.FIELDS}
 
 
+_TEXT: dict[bytes, str] = {}
+
+
 def ntop(addr: bytes) -> str:
-    """Address text, with v4-mapped IPv6 written as IPv4 (as the wire shows it)."""
+    """Address text, with v4-mapped IPv6 written as IPv4 (as the wire shows it).
+
+    Cached: a host's sockets share few addresses, and this runs twice per socket.
+    """
+    text = _TEXT.get(addr)
+    if text is None:
+        if len(_TEXT) > 65536:
+            _TEXT.clear()
+        text = _TEXT[addr] = _ntop(addr)
+    return text
+
+
+def _ntop(addr: bytes) -> str:
     if len(addr) == 4:
         return socket.inet_ntop(socket.AF_INET, addr)
     if addr[:12] == b"\0" * 10 + b"\xff\xff":
