@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep watching: new sockets and destroyed ones (with final counters)")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="--watch: seconds between dumps (destroy events are immediate)")
+    p.add_argument("--watch-buffer", type=int, default=32 << 20, metavar="BYTES",
+                   help="--watch: kernel buffer for destroy events (default 32 MiB); when it "
+                        "overflows, sniffer re-dumps and says so")
 
 
 class Filter:
@@ -188,7 +191,7 @@ def _watch(args, spaces, protos, families, keep) -> int:
             out.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        Watcher(spaces, protos, families, emit, args.interval, keep).run()
+        Watcher(spaces, protos, families, emit, args.interval, keep, args.watch_buffer).run()
     except KeyboardInterrupt:
         pass
     return 0

@@ -943,3 +943,71 @@ def test_addresses_and_routes_of_a_namespace(netns):
     assert {"interface": "snfa", "address": "10.77.0.1", "prefixlen": 24, "family": 4} in view["addresses"]
     assert "10.77.0.1/32" in view["local_prefixes"] and "127.0.0.0/8" in view["local_prefixes"]
     assert {"dst": "10.77.0.0/24", "gateway": None, "interface": "snfa"} in view["routes"]
+
+
+def test_kernel_owned_socket_is_explained(netns):
+    """A VXLAN device's UDP socket has an inode but no process: owner `kernel`."""
+    netns.run("ip", "link", "add", "snfvx", "type", "vxlan", "id", "42", "dstport", "4789",
+              "local", "127.0.0.1")
+    netns.run("ip", "link", "set", "snfvx", "up")
+    rows = [o for o in sockets_json("-uan", "--netns", netns.name) if o["local_port"] == 4789]
+    assert rows and all(o["owner"] == "kernel" and o["inode"] and not o["processes"] for o in rows)
+
+
+def test_service_from_the_cgroup(netns):
+    """A socket's cgroup id names its systemd unit (or container): here a unit made for it."""
+    root = next((line.split(" ")[4] for line in open("/proc/self/mountinfo")
+                 if " - cgroup2 " in line), None)
+    assert root, "no cgroup2 hierarchy mounted"
+    name = f"snf-{secrets.token_hex(3)}.service"
+    unit = os.path.join(root, "snf-test.slice", name)
+    os.makedirs(unit)
+    holder = None
+    try:
+        # A socket is charged to the cgroup of the process that creates it: the holder joins
+        # the unit first, then opens its listener. nsenter (not `ip netns exec`, which
+        # remounts /sys) keeps the cgroup hierarchy visible to it.
+        code = f"""
+import socket, sys
+with open({os.path.join(unit, "cgroup.procs")!r}, "w") as f:
+    f.write("0")
+s = socket.socket(); s.bind(("127.0.0.1", 4041)); s.listen()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+        holder = subprocess.Popen(["nsenter", f"--net={netns.path}", PYTHON, "-c", code],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "ready"
+        (row,) = [o for o in sockets_json("-tln", "--netns", netns.name) if o["local_port"] == 4041]
+        assert row["cgroup"] == f"/snf-test.slice/{name}" and row["service"] == name
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        for path in (unit, os.path.dirname(unit)):
+            for _ in range(100):
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def test_watch_overflow_is_reported_and_recovered(netns):
+    """With a tiny event buffer the kernel drops destroy events: sniffer says so (`resync`),
+    re-dumps, and keeps watching."""
+    srv = netns.spawn(SERVER)
+    p1, p2 = srv["l1"]["local"][1], srv["l2"]["local"][1]
+    w = subprocess.Popen([PYTHON, "-m", "sniffer", "sockets", "--watch", "--json", "-t",
+                          "--watch-buffer", "4096", "--netns", netns.name],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert json.loads(w.stdout.readline())["event"] == "watching"
+        netns.run(PYTHON, "-c", CLIENT, str(p1), str(p2), "500", timeout=60)
+        time.sleep(1.5)
+    finally:
+        w.send_signal(signal.SIGINT)
+        out, err = w.communicate(timeout=30)
+    events = Counter(json.loads(line)["event"] for line in out.splitlines() if line.strip())
+    assert w.returncode in (0, 130) and "Traceback" not in err, err
+    assert events["resync"] >= 1 and events["destroy"] >= 1, events

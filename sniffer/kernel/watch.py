@@ -27,20 +27,22 @@ class Watcher:
 
     def __init__(self, namespaces: list[Netns], protos: set[str], families: set[int],
                  emit: Callable[[str, dict], None], interval: float = 1.0,
-                 keep: Callable[[KernelSocket], bool] = lambda s: True) -> None:
+                 keep: Callable[[KernelSocket], bool] = lambda s: True,
+                 buffer: int = 32 << 20) -> None:
         self.namespaces = namespaces
         self.protos = protos
         self.families = families
         self.emit = emit
         self.interval = interval
         self.keep = keep
+        self.buffer = buffer
         self.known: dict[tuple[int, int], KernelSocket] = {}  # (netns inode, cookie) -> socket
         self.listeners: dict[int, tuple[Netns, object]] = {}
 
     def _subscribe(self) -> None:
         for ns in self.namespaces:
             with entered(ns):
-                sock = diag.open_destroy_listener(diag.open_diag_socket())
+                sock = diag.open_destroy_listener(diag.open_diag_socket(), self.buffer)
             self.listeners[sock.fileno()] = (ns, sock)
 
     def _dump(self, event_for_new: str) -> None:
