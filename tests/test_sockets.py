@@ -980,6 +980,7 @@ sys.stdin.read()
         assert holder.stdout.readline().strip() == "ready"
         (row,) = [o for o in sockets_json("-tln", "--netns", netns.name) if o["local_port"] == 4041]
         assert row["cgroup"] == f"/snf-test.slice/{name}" and row["service"] == name
+        assert row["cgroup_id"] == os.stat(unit).st_ino
     finally:
         if holder is not None:
             holder.kill()

@@ -32,7 +32,7 @@ class KernelSocket:
 
     FIELDS = ("netns", "netns_inode", "proto", "family", "state", "local_addr", "local_port",
               "remote_addr", "remote_port", "recv_q", "send_q", "uid", "user", "inode", "cookie",
-              "interface", "processes", "cgroup", "container", "service", "owner")
+              "interface", "processes", "cgroup_id", "cgroup", "container", "service", "owner")
     __slots__ = FIELDS
 
     def __init__(self, netns: str, netns_inode: int, proto: str, family: int, state: str,
@@ -46,6 +46,7 @@ class KernelSocket:
         self.uid, self.user, self.inode, self.cookie = uid, user, inode, cookie
         self.interface = interface
         self.processes: list[dict] = []
+        self.cgroup_id: int | None = None
         self.cgroup = self.container = self.service = None
         self.owner = owner
 
@@ -150,6 +151,7 @@ def attribute(raws: list[Raw], owners: Owners | None) -> list[KernelSocket]:
             if attrs:
                 cg = diag.cgroup_id(attrs)
                 if cg:
+                    rec.cgroup_id = cg
                     rec.cgroup = cgroups.path(cg)
                     rec.container = container_of(rec.cgroup)
                     rec.service = service_of(rec.cgroup)
