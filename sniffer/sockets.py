@@ -13,7 +13,7 @@ import sys
 from sniffer.errors import UsageError
 from sniffer.kernel import netns as nsmod
 from sniffer.kernel.procs import Owners
-from sniffer.kernel.view import KernelSocket, attribute, read_namespace
+from sniffer.kernel.view import KernelSocket, Raw, attribute, read_namespace
 
 LISTENING = frozenset({"LISTEN", "UNCONN"})
 STATE_ALIASES = {"ESTAB": "ESTABLISHED", "SYN_SENT": "SYN-SENT", "SYN_RECV": "SYN-RECV",
@@ -144,11 +144,11 @@ def run_sockets(args: argparse.Namespace) -> int:
         found: list[Owners] = []
         scanner = threading.Thread(target=lambda: found.append(Owners.scan()))
         scanner.start()
-        raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
+        raws = _read_all(spaces, protos, families, args)
         scanner.join()
         owners = found[0] if found else Owners.scan()
     else:
-        raws = [read_namespace(ns, protos, families, attrs=args.json) for ns in spaces]
+        raws = _read_all(spaces, protos, families, args)
     rows = [s for s in attribute(raws, owners) if keep(s)]
     out = sys.stdout
     if args.json:
@@ -157,10 +157,26 @@ def run_sockets(args: argparse.Namespace) -> int:
     else:
         from sniffer.output.sockets import render
         render(rows, out, numeric=args.numeric, processes=args.processes,
-               show_netns=len(spaces) > 1 or args.netns is not None)
+               show_netns=len(spaces) > 1 or args.netns is not None or args.all_netns)
     out.flush()
     _explain_blind_spots(raws, owners)
     return 0
+
+
+def _read_all(spaces, protos, families, args) -> list:
+    """Every namespace's tables. With --all-netns, one that cannot be entered (not root) is
+    skipped, and said so; a namespace named with --netns must be readable."""
+    raws = []
+    for ns in spaces:
+        try:
+            raws.append(read_namespace(ns, protos, families, attrs=args.json))
+        except UsageError as exc:
+            if not args.all_netns:
+                raise
+            skipped = Raw(ns)
+            skipped.errors.append(f"skipped: {exc}")
+            raws.append(skipped)
+    return raws
 
 
 def _explain_blind_spots(raws, owners: Owners | None) -> None:
