@@ -31,6 +31,22 @@ def count(text: str) -> int:
     return value
 
 
+def engine_options(p: argparse.ArgumentParser) -> None:
+    """The connection-engine options `read` and `live` share (Zeek's knobs)."""
+    p.add_argument("-C", "--ignore-checksums", action="store_true",
+                      help="do not validate IP/TCP/UDP/ICMP checksums (like zeek -C)")
+    p.add_argument("--ignore-checksums-net", action="append", default=[], metavar="CIDR",
+                      help="do not validate checksums of packets from CIDR (repeatable)")
+    p.add_argument("--local-net", action="append", default=[], metavar="CIDR",
+                      help="local networks for local_orig/local_resp (repeatable; replaces "
+                           "the default, the private address space)")
+    p.add_argument("--likely-server-ports", default="zeek", metavar="SPEC",
+                      help="'zeek' (default) or a list like 22/tcp,80/tcp,53/udp that replaces "
+                           "the set used to guess which side is the server")
+    p.add_argument("--report-gaps-for-partial", action="store_true",
+                      help="count content gaps (missed_bytes) in connections seen midway too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sniffer", description=(
         "Rebuild every TCP/UDP/ICMP connection, Zeek conn.log style, from captures or the wire."))
@@ -44,18 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--format", choices=("table", "zeek", "json"), default=None,
                       help="output format (default: table on a terminal, zeek otherwise)")
     read.add_argument("-o", "--output", metavar="FILE", help="write the records to FILE")
-    read.add_argument("-C", "--ignore-checksums", action="store_true",
-                      help="do not validate IP/TCP/UDP/ICMP checksums (like zeek -C)")
-    read.add_argument("--ignore-checksums-net", action="append", default=[], metavar="CIDR",
-                      help="do not validate checksums of packets from CIDR (repeatable)")
-    read.add_argument("--local-net", action="append", default=[], metavar="CIDR",
-                      help="local networks for local_orig/local_resp (repeatable; replaces "
-                           "the default, the private address space)")
-    read.add_argument("--likely-server-ports", default="zeek", metavar="SPEC",
-                      help="'zeek' (default) or a list like 22/tcp,80/tcp,53/udp that replaces "
-                           "the set used to guess which side is the server")
-    read.add_argument("--report-gaps-for-partial", action="store_true",
-                      help="count content gaps (missed_bytes) in connections seen midway too")
+    engine_options(read)
     read.add_argument("--weird-log", metavar="FILE",
                       help="also write every anomaly (Zeek's weird.log layout) to FILE")
     read.add_argument("--max-rows", type=count, default=1000, metavar="N",
@@ -67,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "namespace. netstat/ss options.")
     from sniffer.sockets import add_arguments
     add_arguments(sockets)
+    live = sub.add_parser(
+        "live", help="sniff an interface: every connection, its owner, and who accounts for it",
+        description="Capture on an interface (AF_PACKET ring), track connections with the "
+                    "same engine as `read`, and hold each against the kernel's sockets: "
+                    "attributed, kernel, refused, unattributed, not-local or unknown.")
+    from sniffer.live import add_arguments as live_arguments
+    live_arguments(live)
+    engine_options(live)
     return parser
 
 
@@ -83,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sockets":
             from sniffer.sockets import run_sockets
             return run_sockets(args)
+        if args.command == "live":
+            from sniffer.live import run_live
+            return run_live(args)
     except SnifferError as exc:
         print(f"sniffer: {exc}", file=sys.stderr)
         return 2

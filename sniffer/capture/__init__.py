@@ -3,6 +3,10 @@
 `open_capture(paths, stats)` yields `(ts, linktype, data, wirelen)` per packet, one
 time-ordered stream over all paths (see docs/design.md). Errors are `BadInputError`, raised
 from the iterator; packets yielded before an error stay valid.
+
+`open_capture(paths, stats, on_custom)` also hands sniffer's own pcapng Custom Blocks (the
+records `sniffer live -w` writes next to the packets) to `on_custom(ts, payload)`, each one
+before the packet that follows it in its file.
 """
 
 from __future__ import annotations
@@ -11,32 +15,69 @@ from typing import Iterator
 
 from sniffer.capture.merge import merge_files
 from sniffer.capture.pcap import Packet, is_pcap, read_pcap
-from sniffer.capture.pcapng import is_pcapng, read_pcapng
+from sniffer.capture.pcapng import OnCustom, is_pcapng, read_pcapng
 from sniffer.capture.source import open_source
 from sniffer.errors import BadInputError
 from sniffer.stats import Stats
 
-__all__ = ["Packet", "open_capture", "read_file"]
+__all__ = ["OnCustom", "Packet", "open_capture", "read_file"]
 
 
-def open_capture(paths: list[str], stats: Stats) -> Iterator[Packet]:
-    """One time-ordered stream of `(ts, linktype, data, wirelen)` over `paths`."""
+def open_capture(paths: list[str], stats: Stats,
+                 on_custom: OnCustom | None = None) -> Iterator[Packet]:
+    """One time-ordered stream of `(ts, linktype, data, wirelen)` over `paths`.
+
+    `on_custom(ts, payload)`, when given, receives sniffer's custom records (pcapng only), in
+    file order relative to the packets: a record is delivered before the next packet of its
+    file is yielded; records after a file's last packet right after that packet.
+    """
+    if on_custom is not None:
+        if len(paths) == 1:
+            return read_file(paths[0], stats, on_custom)
+        return _merge_with_custom(list(paths), stats, on_custom)
     if len(paths) == 1:
         return read_file(paths[0], stats)  # no merge overhead
     return merge_files(list(paths), stats, read_file)
 
 
-def read_file(path: str, stats: Stats) -> Iterator[Packet]:
+def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None) -> Iterator[Packet]:
     """The packets of one capture in file order; the file is opened on the first `next()`."""
     src = open_source(path, stats)
     try:
         head = src.peek(4)
         if is_pcap(head):
-            reader = read_pcap
+            yield from read_pcap(src, stats)
         elif is_pcapng(head):
-            reader = read_pcapng
+            yield from read_pcapng(src, stats, on_custom)
         else:
             raise BadInputError(src.name, 0, f"not a pcap or pcapng capture (magic 0x{head.hex()})")
-        yield from reader(src, stats)
     finally:
         src.close()
+
+
+def _merge_with_custom(paths: list[str], stats: Stats, on_custom: OnCustom) -> Iterator[Packet]:
+    """`merge_files`, with each file's custom records riding along with its next packet.
+
+    The merge reads ahead (and peeks at, then reopens, every file), so records cannot be
+    delivered while a file is read: each file's stream becomes `(ts, packet, records)` items,
+    and the records are delivered when their packet leaves the merge. Records after a file's
+    last packet form an item of their own (`packet` None) at that packet's time.
+    """
+    def tagged(path: str, st: Stats):
+        pending: list[tuple[float, dict]] = []
+        last = None
+        for pkt in read_file(path, st, lambda ts, rec: pending.append((ts, rec))):
+            last = pkt[0]
+            if pending:
+                yield (last, pkt, tuple(pending))
+                pending.clear()
+            else:
+                yield (last, pkt, ())
+        if pending:
+            yield (pending[0][0] if last is None else last, None, tuple(pending))
+
+    for _ts, pkt, records in merge_files(paths, stats, tagged):  # type: ignore[arg-type]
+        for ts, rec in records:
+            on_custom(ts, rec)
+        if pkt is not None:
+            yield pkt

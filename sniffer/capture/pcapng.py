@@ -8,8 +8,9 @@ libpcap does for Zeek (``sec = t // units + offset``, ``usec = frac * 10**6 // u
 
 from __future__ import annotations
 
+import json
 import struct
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sniffer.capture.pcap import MAX_SNAPLEN, Packet
 from sniffer.capture.source import CHUNK, Source, runs_past_eof
@@ -21,12 +22,18 @@ IDB, PB, SPB, NRB, ISB, EPB, DSB = 1, 2, 3, 4, 5, 6, 0x0A
 # Known blocks that carry nothing we need (name resolution, statistics, obsolete IRIG/ARINC,
 # systemd journal, decryption secrets, custom blocks, Apple process info): skipped silently.
 _IGNORED = frozenset({NRB, ISB, 7, 8, 9, DSB, 0x0BAD, 0x40000BAD, 0x80000001})
+CUSTOM_BLOCKS = frozenset({0x0BAD, 0x40000BAD})  # copyable, not-to-be-copied
+#: Private Enterprise Numbers whose Custom Blocks are sniffer's own records (see
+#: sniffer/output/pcapng.py for the choice); the first is the one written.
+SNIFFER_PENS = (32473,)
 _BOM = 0x1A2B3C4D
 MAX_BLOCK = 16 * 1024 * 1024  # libpcap INITIAL_MAX_BLOCKSIZE: longer blocks are corrupt
 _OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
 
 # (linktype, adjusted snaplen, timestamp units per second, timestamp offset in seconds)
 Iface = tuple[int, int, int, int]
+#: Receives sniffer's custom records: `(ts, payload)`; see `read_pcapng`.
+OnCustom = Callable[[float, dict], None]
 
 
 def is_pcapng(head: bytes) -> bool:
@@ -34,8 +41,16 @@ def is_pcapng(head: bytes) -> bool:
     return head[:4] == b"\x0a\x0d\x0d\x0a"
 
 
-def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
-    """Yield `(ts, linktype, data, wirelen)` from EPB/SPB/PB blocks of every section."""
+def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) -> Iterator[Packet]:
+    """Yield `(ts, linktype, data, wirelen)` from EPB/SPB/PB blocks of every section.
+
+    With `on_custom`, sniffer's own Custom Blocks (our PEN, a JSON object with ``"sniffer"``
+    and ``"kind"``) are decoded and passed as `on_custom(ts, payload)` in file order: a block
+    before a packet is delivered before that packet is yielded. `ts` is the payload's ``ts``
+    (the stream's last packet time if it has none); `payload` is the whole decoded object.
+    Custom Blocks of other PENs count as ``pcapng_custom_block_other``, undecodable ones as
+    ``pcapng_custom_block_bad``. Without `on_custom` every Custom Block is skipped silently.
+    """
     name = src.name
     read = src.read
     buf = b""
@@ -158,9 +173,34 @@ def read_pcapng(src: Source, stats: Stats) -> Iterator[Packet]:
                 ifaces = []  # interface ids restart in every section
                 pos = end
             else:
-                if btype not in _IGNORED:
+                if on_custom is not None and btype in CUSTOM_BLOCKS:
+                    _custom(buf, pos, end, u32, on_custom, stats, last_ts)
+                elif btype not in _IGNORED:
                     stats["pcapng_unknown_block"] += 1
                 pos = end
+
+
+def _custom(buf: bytes, pos: int, end: int, u32, on_custom: OnCustom, stats: Stats,
+            last_ts: float) -> None:
+    """Decode the Custom Block at buf[pos:end] and hand it to `on_custom` if it is ours."""
+    if end - pos < 16:  # no room for the PEN
+        stats["pcapng_custom_block_bad"] += 1
+        return
+    if u32(buf, pos + 8)[0] not in SNIFFER_PENS:
+        stats["pcapng_custom_block_other"] += 1
+        return
+    # Our blocks carry no options: the data runs to the trailer, zero-padded (JSON never ends
+    # in NUL, so stripping the padding is unambiguous).
+    try:
+        rec = json.loads(buf[pos + 12:end - 4].rstrip(b"\0").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        rec = None
+    if type(rec) is not dict or type(rec.get("sniffer")) is not int \
+            or type(rec.get("kind")) is not str:
+        stats["pcapng_custom_block_bad"] += 1
+        return
+    ts = rec.get("ts")
+    on_custom(ts if type(ts) in (float, int) else last_ts, rec)
 
 
 def _bad_length(src: Source, stats: Stats, base: int, pos: int, n: int, blen: int) -> None:

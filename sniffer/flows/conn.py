@@ -38,3 +38,11 @@ class Conn:
     community_id: str | None = None
     orig_l2_addr: str | None = None
     resp_l2_addr: str | None = None
+    # Set by the kernel cross-reference (`sniffer live`, or `read` of a recording with
+    # kernel snapshots): whose connection this is, and why we think so.
+    verdict: str | None = None
+    evidence: list[str] | None = None
+    processes: list[dict] | None = None
+    user: str | None = None
+    netns: str | None = None
+    container: str | None = None

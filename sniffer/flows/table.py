@@ -118,6 +118,7 @@ class FlowTable:
         self.decode = decoder.decode if decoder is not None else None
         self.decoded_more = decoder.more if decoder is not None else []
         self.weird_sink: Callable | None = None  # receives `Weird` records when set
+        self.on_new: Callable | None = None  # told of each new connection (live look-ups)
         # IP-level tunnels (IP in IP, GRE): one encapsulation record per address pair.
         self.ip_tunnels: dict[tuple, list] = {}
         self.stats = stats
@@ -147,10 +148,10 @@ class FlowTable:
             w = Weird(self.network_time, name, addl=addl, source="flows")
             if conn is not None:
                 w.uid = conn.uid
-                w.orig_h, w.orig_p = _ntop(conn.orig_h), conn.orig_p
-                w.resp_h, w.resp_p = _ntop(conn.resp_h), conn.resp_p
+                w.orig_h, w.orig_p = ntop(conn.orig_h), conn.orig_p
+                w.resp_h, w.resp_p = ntop(conn.resp_h), conn.resp_p
             elif src is not None:
-                w.orig_h, w.resp_h = _ntop(src), _ntop(dst)
+                w.orig_h, w.resp_h = ntop(src), ntop(dst)
             self.weird_sink(w)
 
     # -- timers -------------------------------------------------------------------------------
@@ -230,6 +231,8 @@ class FlowTable:
             self.add_timer(self.network_time + self.settings.dns_session_timeout, conn,
                            T.DNS_EXPIRE)
         self.conns[key] = conn
+        if self.on_new is not None:
+            self.on_new(conn)
         return conn
 
     def remove(self, conn) -> None:
@@ -249,7 +252,7 @@ class FlowTable:
         self.timers.clear()
 
     def record(self, c) -> Conn:
-        orig_h, resp_h = _ntop(c.orig_h), _ntop(c.resp_h)
+        orig_h, resp_h = ntop(c.orig_h), ntop(c.resp_h)
         proto = c.proto
         duration = c.last_time - c.start_time
         rec = Conn(
@@ -559,5 +562,5 @@ class FlowTable:
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 
 
-def _ntop(addr: bytes) -> str:
+def ntop(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

@@ -84,6 +84,29 @@ def dump(sock: socket.socket, family: int, protocol: int, states: int = ALL_STAT
             yield parse_msg(payload, attrs)
 
 
+INET_DIAG_NOCOOKIE = b"\xff" * 8
+
+
+def lookup(sock: socket.socket, family: int, protocol: int, src: bytes, sport: int, dst: bytes,
+           dport: int) -> tuple | None:
+    """The one socket with this exact 4-tuple (sock_diag's dump_one), or None.
+
+    Far cheaper than a dump: `sniffer live` asks it for every new local connection it sees,
+    so a connection that lives a few milliseconds is still caught with its inode.
+    """
+    sockid = (struct.pack("!HH", sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")
+              + b"\0\0\0\0" + INET_DIAG_NOCOOKIE)
+    req = _REQ.pack(family, protocol, 0, ALL_STATES, sockid)
+    sock.sendto(_NLMSGHDR.pack(_NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 2,
+                               0) + req, (0, 0))
+    data = sock.recv(65536)
+    for msg_type, payload in _messages(data):
+        if msg_type == SOCK_DIAG_BY_FAMILY:
+            return parse_msg(payload)
+        return None
+    return None
+
+
 def _messages(data: bytes) -> Iterator[tuple[int, bytes]]:
     off, n = 0, len(data)
     while off + 16 <= n:

@@ -50,6 +50,37 @@ class Owners:
                         entry.append((ipid, int(fd)))
         return owners
 
+    def find(self, inode: int) -> list[tuple[int, int]]:
+        """Who holds `inode`, scanning only as far as needed (newest processes first).
+
+        For one new socket a full scan would be wasted: it is usually held by one process, and
+        the process that opened a connection a moment ago is usually among the newest.
+        """
+        hit = self.by_inode.get(inode)
+        if hit:
+            return hit
+        pids = sorted((int(p) for p in os.listdir("/proc") if p.isdigit()), reverse=True)
+        for pid in pids:
+            base = f"/proc/{pid}/fd/"
+            try:
+                fds = os.listdir(base)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(base + fd)
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    ino = int(link[8:-1])
+                    entry = self.by_inode.setdefault(ino, [])
+                    if (pid, int(fd)) not in entry:
+                        entry.append((pid, int(fd)))
+            if inode in self.by_inode:
+                self.name(pid)  # while the process still exists
+                return self.by_inode[inode]
+        return []
+
     def name(self, pid: int) -> str:
         """The program name (/proc/PID/comm, as `ss -p` shows it)."""
         name = self._names.get(pid)

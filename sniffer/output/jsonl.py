@@ -19,6 +19,10 @@ def to_dict(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> dict[str, Any
     """The JSON object of one connection, in field order; unset (``None``) fields are omitted."""
     obj: dict[str, Any] = {}
     for name in fields:
+        if name == "processes":  # structured in JSON: [{pid, name, fd}]
+            if conn.processes:
+                obj[name] = conn.processes
+            continue
         value = field_value(conn, name)
         if value is None:
             continue
@@ -31,7 +35,7 @@ def to_dict(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> dict[str, Any
             value = int(value)
         elif ztype == "bool":
             value = bool(value)
-        elif ztype.startswith("set["):
+        elif ztype.startswith(("set[", "vector[")):
             value = [str(v) for v in value]
         else:
             value = str(value)

@@ -32,6 +32,10 @@ ZEEK_FIELDS: tuple[str, ...] = (
 #: ``policy/protocols/conn/community-id-logging`` appends it).
 DEFAULT_FIELDS: tuple[str, ...] = ZEEK_FIELDS + ("community_id",)
 
+#: The kernel cross-reference's columns, appended after DEFAULT_FIELDS when present.
+VERDICT_FIELDS: tuple[str, ...] = ("verdict", "evidence", "processes", "user", "netns",
+                                   "container")
+
 #: Zeek type name of every field this writer knows.
 FIELD_TYPES: dict[str, str] = {
     "ts": "time", "uid": "string", "id.orig_h": "addr", "id.orig_p": "port",
@@ -42,6 +46,8 @@ FIELD_TYPES: dict[str, str] = {
     "orig_ip_bytes": "count", "resp_pkts": "count", "resp_ip_bytes": "count",
     "tunnel_parents": "set[string]", "ip_proto": "count", "community_id": "string",
     "orig_l2_addr": "string", "resp_l2_addr": "string",
+    "verdict": "string", "evidence": "vector[string]", "processes": "vector[string]",
+    "user": "string", "netns": "string", "container": "string",
 }
 
 
@@ -63,6 +69,10 @@ def field_value(conn: Conn, name: str) -> Any:
         return conn.history or None
     if name == "tunnel_parents":
         return list(conn.tunnel_parents) or None
+    if name == "processes":
+        return [f"{p['pid']}/{p['name']}" for p in conn.processes] if conn.processes else None
+    if name == "evidence":
+        return conn.evidence or None
     if name not in FIELD_TYPES:
         raise ValueError(f"unknown conn.log field {name!r}")
     return getattr(conn, name)

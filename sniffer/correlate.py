@@ -1,0 +1,201 @@
+"""Flows × kernel: whose connection is this, and if nobody's, why not.
+
+The kernel's view arrives as events (snapshots of the socket tables, sockets destroyed, on-demand
+look-ups, the namespace's addresses), live from `sniffer.kernel` or, offline, from the custom
+blocks of a recording. Each finished connection record is then given a verdict with evidence:
+
+* attributed   a socket and its owner accounted for the traffic
+* kernel       the kernel itself holds it (TIME-WAIT, orphaned, a kernel socket)
+* refused      no socket, and the local side answered with a RST or an ICMP unreachable
+* unattributed a local endpoint, traffic flowed, and no socket accounted for it
+* not-local    neither endpoint is one of this namespace's addresses (forwarded, bridged)
+* unknown      too little evidence to say
+
+The view is kept in plain dicts keyed like the wire sees connections (protocol, addresses,
+ports), so matching a record is a few lookups.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from sniffer.flows.conn import Conn
+
+KERNEL_OWNERS = frozenset({"time-wait", "orphan", "unaccepted", "kernel"})
+WILDCARDS = ("0.0.0.0", "::")
+
+
+@dataclass(slots=True)
+class Seen:
+    """One socket as the kernel showed it, and when."""
+
+    first: float
+    last: float
+    record: dict  # the `sniffer sockets --json` record
+
+    @property
+    def owner(self) -> str:
+        return self.record.get("owner", "unknown")
+
+
+class KernelView:
+    """Everything the kernel said during the run (bounded by what is still relevant)."""
+
+    def __init__(self) -> None:
+        self.local: set[str] = set()
+        self.local_nets: list = []
+        self.connected: dict[tuple, Seen] = {}  # (proto, laddr, lport, raddr, rport)
+        self.listening: dict[tuple, Seen] = {}  # (proto, laddr, lport); laddr may be a wildcard
+        self.destroyed: dict[tuple, float] = {}  # connected key -> time of the destroy event
+        self.snapshots = 0
+
+    # -- events ---------------------------------------------------------------------------------
+    def event(self, ts: float, ev: dict) -> None:
+        """One kernel event: {"kind": "snapshot"|"sockets"|"destroy"|"addresses", ...}."""
+        kind = ev.get("kind")
+        if kind == "addresses":
+            self.local = set(ev.get("addresses", ()))
+            self.local_nets = [ipaddress.ip_network(p, strict=False)
+                               for p in ev.get("local_prefixes", ())]
+        elif kind in ("snapshot", "sockets"):
+            if kind == "snapshot":
+                self.snapshots += 1
+            for rec in ev.get("sockets", ()):
+                self.add(ts, rec)
+        elif kind == "destroy":
+            rec = ev.get("socket") or {}
+            key = _key(rec)
+            if key is not None:
+                self.destroyed[key] = ts
+                self.add(ts, rec, destroyed=True)
+
+    def add(self, ts: float, rec: dict, destroyed: bool = False) -> None:
+        key = _key(rec)
+        if key is None:
+            return
+        table = self.listening if rec["state"] in ("LISTEN", "UNCONN") else self.connected
+        if table is self.listening:
+            key = key[:3]
+        seen = table.get(key)
+        if seen is None:
+            table[key] = Seen(ts, ts, rec)
+        else:
+            seen.last = max(seen.last, ts)
+            if rec.get("processes") or not seen.record.get("processes") and not destroyed:
+                seen.record = rec  # keep the richest record: one that names the owner
+
+    def forget_before(self, ts: float) -> None:
+        """Drop sockets last seen before `ts` (bounded memory in long live runs)."""
+        for table in (self.connected, self.listening):
+            for key in [k for k, s in table.items() if s.last < ts]:
+                del table[key]
+        for key in [k for k, t in self.destroyed.items() if t < ts]:
+            del self.destroyed[key]
+
+    # -- verdicts -------------------------------------------------------------------------------
+    def is_local(self, addr: str) -> bool:
+        if addr in self.local:
+            return True
+        if self.local_nets:
+            ip = ipaddress.ip_address(addr)
+            return any(ip in n for n in self.local_nets if n.version == ip.version)
+        return False
+
+    def judge(self, c: Conn) -> None:
+        """Set `c.verdict`, `c.evidence` and, where known, the owner fields."""
+        if c.proto not in ("tcp", "udp"):
+            ends = [h for h in (c.orig_h, c.resp_h) if self.is_local(h)]
+            c.verdict = "unknown" if ends else "not-local"
+            c.evidence = (["not a TCP or UDP connection: no socket to match"] if ends else
+                          ["neither endpoint is a local address"])
+            return
+        local_orig, local_resp = self.is_local(c.orig_h), self.is_local(c.resp_h)
+        if not (local_orig or local_resp):
+            c.verdict, c.evidence = "not-local", ["neither endpoint is a local address"]
+            return
+        evidence: list[str] = []
+        sides = []
+        if local_orig:
+            sides.append((c.orig_h, c.orig_p, c.resp_h, c.resp_p, "originator"))
+        if local_resp:
+            sides.append((c.resp_h, c.resp_p, c.orig_h, c.orig_p, "responder"))
+        for laddr, lport, raddr, rport, role in sides:
+            seen = self._match(c.proto, laddr, lport, raddr, rport, role)
+            if seen is None:
+                continue
+            rec = seen.record
+            if rec.get("processes"):
+                c.verdict = "attributed"
+                c.processes = rec["processes"]
+                evidence.append(_describe(rec, role))
+            elif rec.get("owner") in KERNEL_OWNERS:
+                c.verdict = "kernel"
+                evidence.append(f"the {role}'s socket is held by the kernel ({rec['owner']})")
+            else:
+                c.verdict = "unknown"
+                evidence.append(f"the {role}'s socket was seen, but not its owner")
+            c.user, c.netns, c.container = rec.get("user"), rec.get("netns"), rec.get("container")
+            c.evidence = evidence
+            return
+        refused = self._refused(c, local_orig, local_resp)
+        if refused:
+            c.verdict, c.evidence = "refused", [refused]
+            return
+        if self.snapshots == 0:
+            c.verdict, c.evidence = "unknown", ["no kernel snapshot was taken yet"]
+            return
+        sent = [role for (_, _, _, _, role) in sides if _sent(c, role)]
+        if sent:
+            c.verdict = "unattributed"
+            c.evidence = [f"the local {role} sent packets but no socket was ever seen for it"
+                          for role in sent]
+            if local_resp and "h" in c.history:
+                c.evidence.append("a SYN-ACK came from a local port with no socket behind it")
+        else:
+            c.verdict = "unknown"
+            c.evidence = ["only the remote side sent packets, and the kernel neither accepted "
+                          "nor refused them"]
+
+    def _match(self, proto: str, laddr: str, lport: int, raddr: str, rport: int,
+               role: str) -> Seen | None:
+        seen = self.connected.get((proto, laddr, lport, raddr, rport))
+        if seen is not None:
+            return seen
+        # An inbound attempt is the listener's (TCP) or the bound socket's (UDP); so is a
+        # UDP "connection" a bound socket answers.
+        for addr in (laddr,) + WILDCARDS:
+            seen = self.listening.get((proto, addr, lport))
+            if seen is not None and (role == "responder" or proto == "udp"):
+                return seen
+        return None
+
+    @staticmethod
+    def _refused(c: Conn, local_orig: bool, local_resp: bool) -> str | None:
+        if c.proto == "tcp" and local_resp and "r" in c.history and "d" not in c.history \
+                and "h" not in c.history:
+            return "the local responder answered the connection attempt with a RST"
+        if c.proto == "tcp" and local_orig and "R" in c.history and "D" not in c.history \
+                and "S" not in c.history:
+            return "the local side answered with a RST"
+        return None
+
+
+def _sent(c: Conn, role: str) -> bool:
+    return (c.orig_pkts if role == "originator" else c.resp_pkts) > 0
+
+
+def _key(rec: dict) -> tuple | None:
+    try:
+        return (rec["proto"], rec["local_addr"], rec["local_port"], rec["remote_addr"],
+                rec["remote_port"])
+    except KeyError:
+        return None
+
+
+def _describe(rec: dict, role: str) -> str:
+    who = ", ".join(f"{p['name']} (pid {p['pid']})" for p in rec["processes"])
+    state = rec.get("state", "?")
+    if state in ("LISTEN", "UNCONN"):
+        return f"the {role}'s port is {('listened on' if state == 'LISTEN' else 'bound')} by {who}"
+    return f"the {role}'s socket ({state}) is held by {who}"

@@ -1,0 +1,113 @@
+"""The kernel half of `sniffer live`: snapshots, destroy events and on-demand look-ups.
+
+Everything it learns becomes an event dict (the same ones a recording stores in pcapng custom
+blocks), handed to `sink(ts, event)`: the correlator applies it, the recorder writes it, so a
+replay of the recording sees the kernel exactly as the live run did.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Callable
+
+from sniffer.kernel import diag
+from sniffer.kernel.netns import Netns, entered
+from sniffer.kernel.procs import Owners
+from sniffer.kernel.view import Raw, attribute, read_namespace
+
+Sink = Callable[[float, dict], None]
+PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+class KernelMonitor:
+    """One namespace's sockets, watched: dumps on an interval, destroy events, look-ups."""
+
+    def __init__(self, ns: Netns, sink: Sink, lookup_budget: int = 500) -> None:
+        self.ns = ns
+        self.sink = sink
+        with entered(ns):
+            self.diag = diag.open_diag_socket()
+            self.events = diag.open_destroy_listener(diag.open_diag_socket())
+        self.owners = Owners()
+        self.known: dict[int, dict] = {}  # cookie -> last record (to name a destroyed socket)
+        self.lookup_budget = lookup_budget  # look-ups per second, so a flood cannot stall us
+        self._budget_left = lookup_budget
+        self._budget_second = 0
+
+    def close(self) -> None:
+        self.diag.close()
+        self.events.close()
+
+    # -- what the namespace is -----------------------------------------------------------------
+    def addresses(self, ts: float) -> None:
+        from sniffer.kernel.addrs import read
+        view = read(self.ns)
+        self.sink(ts, {"kind": "addresses", "netns": self.ns.label,
+                       "addresses": sorted({a["address"] for a in view.addresses}),
+                       "local_prefixes": view.local_prefixes})
+
+    def snapshot(self, ts: float) -> None:
+        self.owners = Owners.scan()
+        raw = read_namespace(self.ns, set(PROTOS), {4, 6})
+        records = [s.to_json() for s in attribute([raw], self.owners)]
+        for rec in records:
+            if rec["cookie"]:
+                self.known[rec["cookie"]] = rec
+        self.sink(ts, {"kind": "snapshot", "netns": self.ns.label, "sockets": records})
+
+    # -- what changed ----------------------------------------------------------------------------
+    def poll(self, ts: float) -> None:
+        """Drain destroy events; on an overflow, say so and take a snapshot instead."""
+        while True:
+            try:
+                rows = list(diag.read_events(self.events))
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.sink(ts, {"kind": "resync", "netns": self.ns.label})
+                self.snapshot(ts)
+                continue
+            if not rows:
+                return
+            for row in rows:
+                rec = self._record(row)
+                known = self.known.pop(rec["cookie"], None)
+                if known is not None:
+                    rec = {**known, "state": rec["state"]}
+                self.sink(ts, {"kind": "destroy", "netns": self.ns.label, "socket": rec})
+
+    def lookup(self, ts: float, proto: str, local: str, lport: int, remote: str,
+               rport: int) -> None:
+        """Ask the kernel for this one connection's socket, and who holds it, right now."""
+        second = int(time.monotonic())
+        if second != self._budget_second:
+            self._budget_second, self._budget_left = second, self.lookup_budget
+        if self._budget_left <= 0 or proto not in PROTOS:
+            return
+        self._budget_left -= 1
+        family = socket.AF_INET6 if ":" in local else socket.AF_INET
+        try:
+            row = diag.lookup(self.diag, family, PROTOS[proto], socket.inet_pton(family, local),
+                              lport, socket.inet_pton(family, remote), rport)
+        except OSError:
+            return
+        if row is None:
+            return
+        raw = Raw(self.ns)
+        raw.rows.append((proto, row, None))
+        if row[11]:
+            self.owners.find(row[11])
+        records = [s.to_json() for s in attribute([raw], self.owners)]
+        for rec in records:
+            if rec["cookie"]:
+                self.known[rec["cookie"]] = rec
+        self.sink(ts, {"kind": "sockets", "netns": self.ns.label, "sockets": records})
+
+    def _record(self, row: tuple) -> dict:
+        raw = Raw(self.ns)
+        proto = {6: "tcp", 17: "udp"}.get(row[12].get(diag.INET_DIAG_PROTOCOL, b"\x06")[0], "tcp")
+        raw.rows.append((proto, row, None))
+        (rec,) = attribute([raw], None)
+        return rec.to_json()

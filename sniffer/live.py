@@ -1,0 +1,232 @@
+"""`sniffer live`: capture on an interface, track connections, and hold them against the kernel.
+
+The same engine as `read` (decode → flows), fed by an AF_PACKET ring instead of a file, plus the
+kernel cross-reference: a snapshot of the socket tables at start and on an interval, destroy
+events as they come, and a look-up of each new local connection the moment its first packet is
+seen. Each finished connection gets a verdict (sniffer.correlate). With `-w`, packets and kernel
+events are recorded in one pcapng file, so `sniffer read` reproduces the verdicts offline.
+
+Timeouts advance with packet time, as in `read`, so a live run and the replay of its recording
+end connections at the same points and give the same records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+
+from sniffer.correlate import KernelView
+from sniffer.decode import Decoder
+from sniffer.errors import SnifferError
+from sniffer.flows.table import FlowTable, ntop
+from sniffer.stats import Stats
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interface", metavar="IFACE",
+                   help="interface to capture on (default: the default route's; 'any': all)")
+    p.add_argument("-f", "--filter", metavar="BPF", help="capture filter (tcpdump syntax)")
+    p.add_argument("--promisc", action="store_true", help="put the interface in promiscuous mode")
+    p.add_argument("--netns", metavar="NS", help="run inside this network namespace")
+    p.add_argument("--format", choices=("dashboard", "zeek", "json"), default=None,
+                   help="stdout: live dashboard (default on a terminal), conn.log, or JSON lines")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the records (--format) to FILE")
+    p.add_argument("--json", metavar="FILE", dest="json_file",
+                   help="also write the records as JSON lines to FILE")
+    p.add_argument("-w", "--write", metavar="FILE.pcapng",
+                   help="record packets and kernel snapshots, for `sniffer read` to replay")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N packets")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between kernel snapshots (default 1)")
+
+
+class Live:
+    """One live run: capture, engine, kernel monitor, outputs."""
+
+    def __init__(self, args: argparse.Namespace, settings) -> None:
+        from sniffer.capture.live import LiveCapture
+        from sniffer.kernel.monitor import KernelMonitor
+        from sniffer.kernel.netns import current
+
+        self.args = args
+        self.stats = Stats()
+        self.view = KernelView()
+        self.writers: list = []
+        self.recorder = None
+        self.recent: list = []  # finished records worth attention, for the dashboard
+        self.finished = 0
+        self.capture = LiveCapture(args.interface, args.filter, args.promisc, stats=self.stats)
+        if args.write:
+            from sniffer.output.pcapng import PcapngWriter
+            self.recorder = PcapngWriter(args.write)
+            self.recorder.add_interface(self.capture.interface, self.capture.linktype)
+        self.decoder = Decoder(settings, self.stats)
+        self.table = FlowTable(settings, self.stats, self.emit, self.decoder)
+        self.table.on_new = self.on_new
+        self.monitor = KernelMonitor(current(), self.kernel_event)
+
+    # -- the kernel's side ------------------------------------------------------------------
+    def kernel_event(self, ts: float, ev: dict) -> None:
+        self.view.event(ts, ev)
+        if self.recorder is not None:
+            self.recorder.custom(ev["kind"], ev, ts)
+
+    def on_new(self, conn) -> None:
+        """A connection's first packet: if one end is ours, ask the kernel about it now."""
+        if conn.proto not in (6, 17):
+            return
+        orig, resp = ntop(conn.orig_h), ntop(conn.resp_h)
+        proto = "tcp" if conn.proto == 6 else "udp"
+        ts = self.table.network_time
+        if self.view.is_local(orig):
+            self.monitor.lookup(ts, proto, orig, conn.orig_p, resp, conn.resp_p)
+        if self.view.is_local(resp):
+            self.monitor.lookup(ts, proto, resp, conn.resp_p, orig, conn.orig_p)
+
+    # -- records ------------------------------------------------------------------------------
+    def emit(self, conn) -> None:
+        self.view.judge(conn)
+        self.finished += 1
+        for w in self.writers:
+            w.write(conn)
+        if conn.verdict in ("unattributed", "refused", "unknown"):
+            self.recent.append(conn)
+            del self.recent[:-20]
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, dashboard=None) -> None:
+        args = self.args
+        now = time.time()
+        self.monitor.addresses(now)
+        self.monitor.snapshot(now)
+        start = time.monotonic()
+        next_snapshot = start + args.interval
+        next_tick = start + 0.05
+        decode, process, more = self.decoder.decode, self.table.process, self.decoder.more
+        recorder = self.recorder
+        count = 0
+        for item in self.capture:
+            if item is not None:
+                ts, linktype, data, wirelen, pkttype = item
+                count += 1
+                if recorder is not None:
+                    recorder.packet(0, ts, data, wirelen, pkttype)
+                pkt = decode(ts, linktype, data, wirelen)
+                if pkt is not None:
+                    if more:
+                        rest = more[:]
+                        more.clear()
+                        process(ts, pkt)
+                        for p in rest:
+                            process(ts, p)
+                    else:
+                        process(ts, pkt)
+                if args.count and count >= args.count:
+                    break
+            mono = time.monotonic()
+            if mono >= next_tick:
+                next_tick = mono + 0.05
+                ts_now = self.table.network_time or time.time()
+                self.monitor.poll(ts_now)
+                if mono >= next_snapshot:
+                    next_snapshot = mono + args.interval
+                    self.monitor.snapshot(ts_now)
+                if dashboard is not None:
+                    dashboard(self)
+                if args.duration and mono - start >= args.duration:
+                    break
+        self.stats["packets"] += count
+
+    def finish(self) -> None:
+        """Flush every open connection (with its verdict), close every file validly."""
+        self.monitor.poll(self.table.network_time or time.time())
+        self.decoder.flush()
+        self.table.flush()
+        ks = self.capture.kernel_stats()
+        self.stats["kernel_received"] = ks.get("received", 0)
+        self.stats["kernel_dropped"] = ks.get("dropped", 0)
+        self.capture.close()
+        self.monitor.close()
+        for w in self.writers:
+            w.close()
+        if self.recorder is not None:
+            self.recorder.close()
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from sniffer.kernel.netns import entered, resolve
+    from sniffer.read import settings_from_args
+
+    settings = settings_from_args(args)
+    ns = resolve(args.netns) if args.netns else None
+    with entered(ns) if ns is not None else contextlib.nullcontext():
+        live = Live(args, settings)
+        fmt = args.format or ("dashboard" if sys.stdout.isatty() and not args.output else "zeek")
+        _outputs(live, args, fmt)
+        stop = lambda *_: live.capture.stop()  # noqa: E731 - a signal handler
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            if fmt == "dashboard":
+                from sniffer.output.dashboard import Dashboard
+                with Dashboard(live) as board:
+                    live.run(board.update)
+            else:
+                live.run()
+        finally:
+            live.finish()
+    _report(live)
+    return 0
+
+
+def _outputs(live: Live, args: argparse.Namespace, fmt: str) -> None:
+    from sniffer.output.zeek import DEFAULT_FIELDS, VERDICT_FIELDS
+    fields = DEFAULT_FIELDS + VERDICT_FIELDS
+    if fmt in ("zeek", "json"):
+        try:
+            out = open(args.output, "w", encoding="utf-8", newline="\n") if args.output \
+                else sys.stdout
+        except OSError as exc:
+            raise SnifferError(f"{args.output}: cannot write: {exc.strerror}") from None
+        if fmt == "zeek":
+            from sniffer.output.zeek import ZeekWriter
+            live.writers.append(_Closing(ZeekWriter(out, fields), out))
+        else:
+            from sniffer.output.jsonl import JsonlWriter
+            live.writers.append(_Closing(JsonlWriter(out, fields), out))
+    if args.json_file:
+        from sniffer.output.jsonl import JsonlWriter
+        try:
+            f = open(args.json_file, "w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise SnifferError(f"{args.json_file}: cannot write: {exc.strerror}") from None
+        live.writers.append(_Closing(JsonlWriter(f, fields), f))
+
+
+class _Closing:
+    """A writer plus the file it owns (stdout is flushed, not closed)."""
+
+    def __init__(self, writer, out) -> None:
+        self.writer, self.out = writer, out
+
+    def write(self, conn) -> None:
+        self.writer.write(conn)
+        self.out.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.out is sys.stdout:
+            self.out.flush()
+        else:
+            self.out.close()
+
+
+def _report(live: Live) -> None:
+    s = live.stats
+    print(f"sniffer: {s['packets']} packets captured on {live.capture.interface}, "
+          f"{s['kernel_dropped']} dropped by the kernel, {live.finished} connections",
+          file=sys.stderr)
