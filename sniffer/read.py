@@ -9,6 +9,7 @@ from typing import TextIO
 
 from sniffer.capture import open_capture
 from sniffer.config import Settings, parse_net, parse_ports
+from sniffer.correlate import KernelView
 from sniffer.decode import Decoder
 from sniffer.errors import BadInputError, SnifferError
 from sniffer.flows.conn import Conn
@@ -39,7 +40,16 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     reports it after the output is complete).
     """
     decoder = Decoder(settings, stats)
-    table = FlowTable(settings, stats, emit, decoder)
+    # A recording of `sniffer live -w` carries the kernel's view in custom blocks: replay it
+    # into the same correlator, so the records get the verdicts the live run gave them.
+    view = KernelView()
+
+    def judged(conn) -> None:
+        if view.snapshots or view.local:
+            view.judge(conn)
+        emit(conn)
+
+    table = FlowTable(settings, stats, judged, decoder)
     table.weird_sink = weird
     decode = decoder.decode
     more = decoder.more
@@ -47,7 +57,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     packets = wire_bytes = 0
     error = None
     try:
-        packets_in = open_capture(paths, stats)
+        packets_in = open_capture(paths, stats, view.event)
         if advance is not None:
             packets_in = _counted(packets_in, advance)
         if isinstance(stats, LoggedStats):
@@ -113,7 +123,7 @@ class _Output:
             if not os.access(parent, os.W_OK) or os.path.isdir(path):
                 raise SnifferError(f"{path}: cannot write here")
 
-    def _open(self) -> None:
+    def _open(self, first: Conn | None = None) -> None:
         if self.path:
             try:
                 self.out = open(self.path, "w", encoding="utf-8", newline="\n")
@@ -121,19 +131,21 @@ class _Output:
                 raise SnifferError(f"{self.path}: cannot write: {exc.strerror}") from None
         else:
             self.out = sys.stdout
+        from sniffer.output.zeek import DEFAULT_FIELDS, VERDICT_FIELDS
+        fields = DEFAULT_FIELDS + (VERDICT_FIELDS if first is not None and first.verdict else ())
         if self.fmt == "zeek":
             from sniffer.output.zeek import ZeekWriter
-            self.writer = ZeekWriter(self.out)
+            self.writer = ZeekWriter(self.out, fields)
         elif self.fmt == "json":
             from sniffer.output.jsonl import JsonlWriter
-            self.writer = JsonlWriter(self.out)
+            self.writer = JsonlWriter(self.out, fields)
 
     def emit(self, conn: Conn) -> None:
         if self.fmt == "table":
             self.conns.append(conn)
             return
         if self.writer is None:
-            self._open()
+            self._open(conn)
         self.writer.write(conn)
 
     def finish(self, stats: Stats, max_rows: int | None) -> None:
