@@ -66,7 +66,9 @@ def compile_bpf(expr: str, linktype: int, snaplen: int) -> list[Insn]:
 
 
 def _reason(expr: str, msg: str) -> str:
-    why = msg.rsplit("(", 1)[-1].rstrip(")") if "(" in msg else msg
+    """One line: the expression and libpcap's reason (scapy wraps it in its own sentence)."""
+    head = f"Failed to compile filter expression {expr!r} ("
+    why = msg[len(head):-1] if msg.startswith(head) and msg.endswith(")") else msg
     why = " ".join(why.split()) or "cannot compile it"
     return f"bad capture filter {expr!r}: {why}"
 

@@ -4,6 +4,9 @@ Each section (SHB) has its own byte order and its own interfaces, each interface
 type, `if_tsresol` and `if_tsoffset`. Timestamps are reduced to whole microseconds the way
 libpcap does for Zeek (``sec = t // units + offset``, ``usec = frac * 10**6 // units``), then
 ``ts = sec + usec / 1e6``, Zeek's formula.
+
+Custom Blocks are skipped, except sniffer's own (its PEN, JSON records that `sniffer live -w`
+writes next to the packets, see sniffer/output/pcapng.py), which go to an `on_custom` callback.
 """
 
 from __future__ import annotations

@@ -36,9 +36,9 @@ CUSTOM_NOCOPY = 0x40000BAD
 #: IANA-assigned PEN and reserves none for private or experimental use; sniffer has no PEN of
 #: its own (yet), so it uses 32473, the PEN IANA assigned for documentation and examples
 #: (RFC 5612), which by construction belongs to no real vendor whose blocks we could misread.
-#: Our payload is additionally self-identifying (JSON object with ``"sniffer": 1``), so a block
-#: of another 32473 user is recognised as foreign. When the project registers its own PEN
-#: (free at IANA), put it first in `SNIFFER_PENS` (what the reader accepts; the first is
+#: Our payload is additionally self-identifying (a JSON object with ``"sniffer"`` and ``"kind"``),
+#: so another 32473 user's block is rejected (counted), not misread. When the project registers
+#: its own PEN (free at IANA), put it first in `SNIFFER_PENS` (what the reader accepts; the first is
 #: written) and keep 32473 there so old recordings still read.
 PEN = SNIFFER_PENS[0]
 FORMAT_VERSION = 1  # the "sniffer" key of every custom payload
@@ -126,9 +126,10 @@ class PcapngWriter:
                direction: int | None = None) -> None:
         """Write one Enhanced Packet Block.
 
-        `ts`: seconds since the epoch, a float (rounded to the nearest nanosecond of its exact
-        value) or ``(sec, nsec)``. `data`: the captured bytes, written as given; `wirelen` is
-        raised to ``len(data)`` if smaller (an EPB may not capture more than the wire carried).
+        `ts`: seconds since the epoch: ``(sec, nsec)`` keeps nanoseconds; a float is rounded
+        to the nearest microsecond (all a float holds at today's epoch; see below). `data`:
+        the captured bytes, written as given; `wirelen` is raised to ``len(data)`` if smaller
+        (an EPB may not capture more than the wire carried).
         `direction`: the Linux ``sll_pkttype`` (0-3 inbound, 4 outbound) or None (unknown).
         """
         if iface_id >= self._ifaces or iface_id < 0:
@@ -136,8 +137,13 @@ class PcapngWriter:
         if type(ts) is tuple:
             t = ts[0] * _NS + ts[1]
         else:
-            sec = int(ts)  # EPB timestamps are unsigned: ts >= 0
-            t = sec * _NS + round((ts - sec) * 1e9)  # ts - sec is exact
+            # A float near today's epoch resolves only ~0.24 us, so nanoseconds taken from it
+            # would be noise; worse, the float sec + usec/1e6 (what readers yield, Zeek's
+            # formula) lies up to 0.12 us *below* its microsecond, and its nearest nanosecond
+            # would read back one microsecond early. The nearest whole microsecond round-trips
+            # bit-identically. (ts - sec is exact; EPB timestamps are unsigned: ts >= 0.)
+            sec = int(ts)
+            t = sec * _NS + round((ts - sec) * 1e6) * 1000
         caplen = len(data)
         if wirelen < caplen:
             wirelen = caplen
@@ -151,13 +157,20 @@ class PcapngWriter:
     def custom(self, kind: str, payload: dict, ts: float | None = None) -> None:
         """Write a copyable Custom Block holding ``{"sniffer": 1, "kind", "ts", **payload}``.
 
-        `ts` defaults to the wall clock now (the clock packet timestamps use). `payload` must
-        be JSON-serialisable and may not use the keys ``sniffer``, ``kind`` or ``ts``.
+        `ts` defaults to the payload's ``ts``, else the wall clock now (the clock packet
+        timestamps use). `payload` must be JSON-serialisable; it may repeat ``kind`` and ``ts``
+        with the same values (an event that names its own kind), never contradict them, and
+        may not use ``sniffer``.
         """
-        if _RESERVED.intersection(payload):
-            raise ValueError(f"payload keys {sorted(_RESERVED.intersection(payload))} are "
-                             "reserved")
-        rec = {"sniffer": FORMAT_VERSION, "kind": kind, "ts": time.time() if ts is None else ts}
+        if ts is None:
+            ts = payload.get("ts")
+            if ts is None:
+                ts = time.time()
+        if "sniffer" in payload or payload.get("kind", kind) != kind \
+                or payload.get("ts", ts) != ts:
+            raise ValueError(f"custom payload contradicts its frame: kind={kind!r} ts={ts!r}, "
+                             f"payload has { {k: payload[k] for k in _RESERVED & payload.keys()} }")
+        rec = {"sniffer": FORMAT_VERSION, "kind": kind, "ts": ts}
         rec.update(payload)
         data = json.dumps(rec, ensure_ascii=False, allow_nan=False,
                           separators=(",", ":")).encode("utf-8")
