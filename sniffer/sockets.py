@@ -116,11 +116,7 @@ def namespaces(args: argparse.Namespace) -> list[nsmod.Netns]:
         return nsmod.everything()
     if args.netns:
         return [nsmod.resolve(args.netns)]
-    me = nsmod.current()
-    for ns in nsmod.named().values():
-        if ns.inode == me.inode:
-            return [ns]
-    return [me]
+    return [nsmod.current()]
 
 
 def run_sockets(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import struct
 import subprocess
 import time
@@ -79,8 +80,13 @@ if args.get("stop_signal"):
 packets = []
 slow = args.get("slow", 0)
 error = None
+ticks = 0
 try:
-    for ts, lt, data, wirelen, pkttype in cap:
+    for item in cap.packets(args["idle"]) if args.get("idle") else cap:
+        if item is None:
+            ticks += 1
+            continue
+        ts, lt, data, wirelen, pkttype = item
         count += 1
         if slow and count % 100 == 0:
             time.sleep(slow)
@@ -92,7 +98,7 @@ ended = time.monotonic()
 kstats = cap.kernel_stats()
 cap.close()
 print("done " + json.dumps({"packets": packets, "count": count, "kernel": kstats,
-                            "stats": dict(stats), "error": error,
+                            "stats": dict(stats), "error": error, "ticks": ticks,
                             "stop_delay": None if stopped_at is None else ended - stopped_at}),
       flush=True)
 """
@@ -117,6 +123,11 @@ for host, port in a.get("tcp", []):
 for host, port, size in a.get("udp", []):
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(b"u" * size, (host, port))
+if a.get("frames"):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind(("vB", 0))
+    for f in a["frames"]:
+        s.send(bytes.fromhex(f))
 if "burst" in a:
     host, port, n = a["burst"]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -249,7 +260,9 @@ def test_ethernet_capture(pair):
     pkts = res["packets"]
     assert pkts and all(p.lt == 1 for p in pkts)
     ts = [p.ts for p in pkts]
-    assert ts == sorted(ts) and t0 - 0.01 <= ts[0] and ts[-1] <= t1 + 0.5
+    assert ts == sorted(ts)
+    ours = [p.ts for p in pkts if {p.src, p.dst} in ({A4, B4}, {A6, B6})]
+    assert len(ours) >= 16 and t0 - 0.01 <= ours[0] and ours[-1] <= t1 + 0.1
     assert all(abs(t * 1e6 - round(t * 1e6)) < 0.01 for t in ts)  # microsecond precision
     for p in pkts:
         assert p.wirelen == len(p.data), p
@@ -269,7 +282,9 @@ def test_ethernet_capture(pair):
     assert [(p.src, len(p.data)) for p in _udp(pkts, 5000)] == [(B4, 142), (B6, 1262)]
     assert any(p.ethertype == 0x86DD and p.pkttype == 2 for p in pkts)  # neighbour solicitation
     k = res["kernel"]
-    assert k["received"] == len(pkts) + k["dropped"] and k["dropped"] == 0
+    assert k["dropped"] == 0
+    # (a stray IPv6 multicast report may arrive between the end of the loop and this read)
+    assert 0 <= k["received"] - len(pkts) <= 2
 
 
 def test_filter_and_snaplen(pair):
@@ -284,9 +299,17 @@ def test_filter_and_snaplen(pair):
     assert res["kernel"]["received"] == 3
 
 
+def test_direction_filter(pair):
+    """`outbound` on Ethernet compiles to the kernel's packet-type ancillary load."""
+    cap = pair.capture(iface="vA", bpf="outbound and icmp")
+    pair.send(ping=[A4])
+    got = [(p.src, p.icmp_type, p.pkttype) for p in cap.finish()["packets"]]
+    assert got == [(A4, 0, 4)]
+
+
 def test_bad_filter_and_interface(pair):
     from sniffer.capture.live import LiveCapture
-    from sniffer.errors import UsageError
+    from sniffer.errors import SnifferError, UsageError
     from sniffer.kernel.netns import entered, resolve
 
     with entered(resolve(pair.a.name)):
@@ -299,10 +322,26 @@ def test_bad_filter_and_interface(pair):
         pair.a.run("ip", "route", "add", "default", "via", B4)
         with LiveCapture(None) as cap:
             assert (cap.interface, cap.linktype) == ("vA", 1)
+        pair.a.run("ip", "link", "set", "vA", "down")
+        with pytest.raises(SnifferError, match="^capturing on vA: the interface is down$"):
+            LiveCapture("vA")
     msg = str(bad.value)
     assert "\n" not in msg and "'udp port nosuchservice'" in msg and "nosuchservice" in msg
     assert "vZ9" in str(nodev.value)
     assert "default route" in str(noroute.value)
+
+
+@pytest.mark.skipif(not shutil.which("tcpdump"), reason="needs tcpdump")
+@pytest.mark.parametrize("expr", ["udp port 5000", "tcp[tcpflags] & tcp-syn != 0 or icmp6",
+                                  "net 10.0.0.0/8 and greater 100", "inbound and not arp"])
+@pytest.mark.parametrize("linktype", [1, 113])
+def test_bpf_compilers_agree(expr, linktype):
+    """scapy's compile_filter (libpcap through ctypes) and the `tcpdump -ddd` fallback give the
+    same program, with the snaplen in its accepting returns."""
+    from sniffer.capture import bpf
+    prog = bpf.compile_bpf(expr, linktype, 1234)
+    assert prog == bpf._tcpdump(expr, linktype, 1234)
+    assert {k for c, _, _, k in prog if c == 6} == {0, 1234}
 
 
 def test_needs_cap_net_raw(pair):
@@ -348,23 +387,31 @@ def test_any(pair, bpf, expect):
     assert lo.data[:16] == struct.pack(">HHH", 0, 772, 6) + bytes(8) + b"\x08\x00"
 
 
+def _tagged_udp(pair: Pair, tpid: int, tci: int, payload: bytes) -> bytes:
+    """An Ethernet frame B -> A with an in-band 802.1Q/802.1ad tag around IPv4/UDP to port 5000."""
+    udp = struct.pack(">HHHH", 40000, 5000, 8 + len(payload), 0) + payload
+    ip = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                               bytes([10, 99, 0, 2]), bytes([10, 99, 0, 1])))
+    csum = sum(struct.unpack(">10H", ip))
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    ip[10:12] = struct.pack(">H", ~csum & 0xFFFF)
+    return pair.mac_a + pair.mac_b + struct.pack(">HHH", tpid, tci, 0x0800) + bytes(ip) + udp
+
+
 def test_vlan_tag_reinserted(pair):
-    """veth carries 802.1Q tags out of band (TP_STATUS_VLAN_VALID): the frame gets them back."""
-    for ns, dev, v4 in ((pair.a, "vA", "10.98.0.1"), (pair.b, "vB", "10.98.0.2")):
-        ns.run("ip", "link", "add", "link", dev, "name", f"{dev}.10", "type", "vlan", "id", "10")
-        ns.run("ip", "addr", "add", f"{v4}/24", "dev", f"{dev}.10")
-        ns.run("ip", "link", "set", f"{dev}.10", "up")
+    """The receive path takes an 802.1Q/802.1ad tag out of the frame (skb_vlan_untag, as a NIC
+    with VLAN offload does); the capture must see it put back (TP_STATUS_VLAN_VALID)."""
+    frames = [_tagged_udp(pair, 0x8100, 3 << 13 | 10, b"q" * 20),
+              _tagged_udp(pair, 0x88A8, 20, b"ad" * 10)]
     raw, cooked = pair.capture(iface="vA"), pair.capture(iface="any")
-    pair.send(udp=[["10.98.0.1", 5000, 100]])
-    for res, lt, head in ((raw.finish(), 1, 14), (cooked.finish(), 113, 16)):
-        udp = [p for p in _udp(res["packets"], 5000)]
-        tagged = [p for p in udp if p.vlan is not None]
-        assert len(tagged) == 1, udp
-        p = tagged[0]
-        assert p.vlan & 0xFFF == 10 and p.ethertype == 0x0800 and p.lt == lt
-        assert len(p.data) == p.wirelen == head + 4 + 128
-        if lt == 113:  # also seen untagged on vA.10
-            assert [q.vlan for q in udp] == [10, None]
+    pair.send(frames=[f.hex() for f in frames])  # injected on vB, inside namespace B
+    got_raw = [p for p in raw.finish()["packets"] if p.data[12:14] in (b"\x81\x00", b"\x88\xa8")]
+    assert [p.data for p in got_raw] == frames
+    assert [p.wirelen for p in got_raw] == [len(f) for f in frames]
+    got_any = [p for p in cooked.finish()["packets"] if p.data[14:16] in (b"\x81\x00", b"\x88\xa8")]
+    assert [p.data[14:] for p in got_any] == [f[12:] for f in frames]
+    assert [p.data[:14] for p in got_any] == [struct.pack(">HHH", 0, 1, 6) + pair.mac_b + b"\0\0"] * 2
+    assert [p.wirelen for p in got_any] == [len(f) + 2 for f in frames]
 
 
 def test_promisc(pair):
@@ -377,13 +424,20 @@ def test_promisc(pair):
     assert promiscuity() == 0
 
 
-@pytest.mark.parametrize("how", ["stop_thread", "stop_signal"])
-def test_stop_is_prompt(pair, how):
-    cap = pair.capture(iface="vA", **{how: 0.3})
+@pytest.mark.parametrize("how, idle", [("stop_thread", None), ("stop_signal", None),
+                                       ("stop_thread", 0.05)])
+def test_stop_is_prompt(pair, how, idle):
+    """stop() from a thread or a signal handler ends a blocked iteration at once; with
+    packets(idle=) the iteration also yields None on a quiet link."""
+    cap = pair.capture(iface="vA", idle=idle, **{how: 0.3})
     kind, done = cap._line(10)  # stdin stays open: only the timer or the signal stops it
     cap.proc.communicate("", timeout=10)
     assert kind == "done"
     assert done["error"] is None and done["stop_delay"] < 0.1
+    if idle:
+        assert 3 <= done["ticks"] <= 7, done  # (a stray IPv6 MLD report may come too)
+    else:
+        assert done["ticks"] == 0
 
 
 def test_interface_disappears(pair):
@@ -412,8 +466,9 @@ def test_burst_and_kernel_stats(pair, ring, slow):
     assert k["received"] == res["count"] + k["dropped"]
     assert k["received"] == n  # every datagram reached vA and passed the filter
     assert n <= arrived - 1 <= n + 10  # (the ping; maybe a stray IPv6 solicitation)
+    assert res["stats"] == {"kernel_received": k["received"], "kernel_dropped": k["dropped"]}
     if ring:
-        assert k["dropped"] > 0 and res["stats"] == {"dropped_by_kernel": k["dropped"]}
+        assert k["dropped"] > 0
     else:
         assert k["dropped"] == 0 and res["count"] == n
 

@@ -60,7 +60,8 @@ def compile_bpf(expr: str, linktype: int, snaplen: int) -> list[Insn]:
         return _tcpdump(expr, linktype, snaplen)
     except Scapy_Exception as exc:
         raise UsageError(_reason(expr, str(exc))) from None
-    insns = [(i.code, i.jt, i.jf, i.k) for i in prog.bf_insns[: prog.bf_len]]
+    # scapy declares k signed: ancillary offsets (SKF_AD_OFF + n) and masks come back negative
+    insns = [(i.code, i.jt, i.jf, i.k & 0xFFFFFFFF) for i in prog.bf_insns[: prog.bf_len]]
     return [(c, jt, jf, snaplen if c == _RET_K and k == _SCAPY_SNAPLEN else k)
             for c, jt, jf, k in insns]
 

@@ -37,6 +37,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from types import TracebackType
+from typing import cast
 
 from sniffer.capture import bpf as _bpf
 from sniffer.errors import SnifferError, UsageError
@@ -74,9 +75,10 @@ POLL_MS = 100  # upper bound on how long stop() waits if its wake-up byte is los
 
 _BLOCK = struct.Struct("=II")  # tpacket_block_desc.hdr.bh1: num_pkts, offset_to_first_pkt
 _STATUS = struct.Struct("=I")  # tpacket_block_desc.hdr.bh1.block_status, at offset 8
-# tpacket3_hdr up to hv1.tp_vlan_tpid: next_offset, sec, nsec, snaplen, len, status, mac, net,
-# rxhash, vlan_tci, vlan_tpid
-_HDR = struct.Struct("=IIIIIIHHIIH")
+# tpacket3_hdr up to tp_mac: next_offset, sec, nsec, snaplen, len, status, mac
+_HDR = struct.Struct("=IIIIIIH")
+_HV1_VLAN = struct.Struct("=IH")  # hv1.tp_vlan_tci, hv1.tp_vlan_tpid, read only when tagged
+_HV1_VLAN_OFF = 32
 _SLL_OFF = 48  # sockaddr_ll follows the header at TPACKET_ALIGN(sizeof(tpacket3_hdr))
 _PKTTYPE_OFF = _SLL_OFF + 10
 # sockaddr_ll: family, protocol (network order, kept raw), ifindex, hatype, pkttype, halen, addr
@@ -93,8 +95,9 @@ class LiveCapture:
     thread or a signal handler and ends the iteration (for good) within a few milliseconds.
     `kernel_stats()` gives the kernel's counts since opening: `received` (packets that passed
     the filter, dropped ones included, as tcpdump's "received by filter"), `dropped` (no room in
-    the ring) and `freeze_q_cnt` (times the ring was full). `buffer_size` is the ring size in
-    bytes (tcpdump's -B, 32 MiB by default where tcpdump's is 2 MiB).
+    the ring) and `freeze_q_cnt` (times the ring was full); each read also sets them in `stats`
+    as `kernel_received` and `kernel_dropped`. `buffer_size` is the ring size in bytes
+    (tcpdump's -B; 32 MiB by default, where tcpdump's is 2 MiB).
     """
 
     def __init__(self, interface: str | None, bpf: str | None = None, promisc: bool = False,
@@ -178,9 +181,11 @@ class LiveCapture:
     # ------------------------------------------------------------------ the ring
 
     def __iter__(self) -> Iterator[LivePacket]:
-        return self._packets()
+        return cast(Iterator[LivePacket], self.packets())  # no idle: never None
 
-    def _packets(self) -> Iterator[LivePacket]:
+    def packets(self, idle: float | None = None) -> Iterator[LivePacket | None]:
+        """The packets; with `idle` (seconds), also `None` after each `idle` without any, so a
+        caller's loop can do timed work (snapshots, --duration) on a quiet link."""
         ring, sock = self._ring, self._sock
         if ring is None or sock is None:
             raise SnifferError(f"capture on {self.interface} is closed")
@@ -190,12 +195,16 @@ class LiveCapture:
         poller.register(fd, select.POLLIN | select.POLLERR)
         poller.register(self._wake_r, select.POLLIN)
         status, bsize, nblocks = _STATUS, self._block_size, self._nblocks
+        wait = POLL_MS if idle is None else max(1, int(idle * 1000))
         while not self._stopping:
             off = self._block * bsize
             if not status.unpack_from(ring, off + 8)[0] & TP_STATUS_USER:
-                for pfd, ev in poller.poll(POLL_MS):
+                events = poller.poll(wait)
+                for pfd, ev in events:
                     if pfd == fd and ev & select.POLLERR:
                         self._socket_error(sock)
+                if not events and idle is not None and not self._stopping:
+                    yield None
                 continue
             batch = read(ring, off)
             status.pack_into(ring, off + 8, TP_STATUS_KERNEL)  # the block is the kernel's again
@@ -213,7 +222,7 @@ class LiveCapture:
         append, unpack = out.append, _HDR.unpack_from
         lt, snaplen, skip_out = self.linktype, self._snaplen, self._skip_outgoing
         for _ in range(n):
-            nxt, sec, nsec, snap, wlen, st, mac, _net, _rxhash, tci, tpid = unpack(ring, p)
+            nxt, sec, nsec, snap, wlen, st, mac = unpack(ring, p)
             pkttype = ring[p + _PKTTYPE_OFF]
             if not (skip_out and pkttype == PACKET_OUTGOING):
                 if snap > snaplen:
@@ -221,9 +230,7 @@ class LiveCapture:
                 start = p + mac
                 data = ring[start:start + snap]
                 if st & TP_STATUS_VLAN_VALID and snap >= 12:
-                    tag = _TAG.pack(tpid if st & TP_STATUS_VLAN_TPID_VALID else 0x8100,
-                                    tci & 0xFFFF)
-                    data = data[:12] + tag + data[12:]
+                    data = data[:12] + _vlan_tag(ring, p, st) + data[12:]
                     wlen += 4
                 append((sec + nsec // 1000 / 1e6, lt, data, wlen, pkttype))
             p += nxt
@@ -237,13 +244,12 @@ class LiveCapture:
         append, unpack, sll, head = out.append, _HDR.unpack_from, _SOCKADDR_LL.unpack_from, _SLL_HDR.pack
         snaplen, lo, prog = self._snaplen, self._lo_index, self._userland
         for _ in range(n):
-            nxt, sec, nsec, snap, wlen, st, mac, _net, _rxhash, tci, tpid = unpack(ring, p)
+            nxt, sec, nsec, snap, wlen, st, mac = unpack(ring, p)
             _fam, proto, ifindex, hatype, pkttype, halen, addr = sll(ring, p + _SLL_OFF)
             if not (pkttype == PACKET_OUTGOING and ifindex == lo):
                 hdr = head(pkttype, hatype, halen, addr[:halen].ljust(8, b"\0"))
                 if st & TP_STATUS_VLAN_VALID:
-                    hdr += _TAG.pack(tpid if st & TP_STATUS_VLAN_TPID_VALID else 0x8100,
-                                     tci & 0xFFFF)
+                    hdr += _vlan_tag(ring, p, st)
                     wlen += 4
                 start = p + mac
                 data = hdr + proto + ring[start:start + snap]
@@ -290,8 +296,9 @@ class LiveCapture:
             self._received += packets  # the kernel's tp_packets already includes tp_drops
             self._dropped += drops
             self._freezes += freezes
-            if drops and self.stats is not None:
-                self.stats["dropped_by_kernel"] += drops
+            if self.stats is not None:  # totals, so reading them twice counts nothing twice
+                self.stats["kernel_received"] = self._received
+                self.stats["kernel_dropped"] = self._dropped
         return {"received": self._received, "dropped": self._dropped,
                 "freeze_q_cnt": self._freezes}
 
@@ -318,6 +325,12 @@ class LiveCapture:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _vlan_tag(ring: mmap.mmap, p: int, status: int) -> bytes:
+    """The 802.1Q/802.1ad tag the kernel took out of the frame at `p`, as it stood in it."""
+    tci, tpid = _HV1_VLAN.unpack_from(ring, p + _HV1_VLAN_OFF)
+    return _TAG.pack(tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100, tci & 0xFFFF)
 
 
 # ---------------------------------------------------------------------- interfaces

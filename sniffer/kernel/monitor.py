@@ -75,7 +75,7 @@ class KernelMonitor:
                 rec = self._record(row)
                 known = self.known.pop(rec["cookie"], None)
                 if known is not None:
-                    rec = {**known, "state": rec["state"]}
+                    rec = known  # as it was while alive: its state then, and its owner
                 self.sink(ts, {"kind": "destroy", "netns": self.ns.label, "socket": rec})
 
     def lookup(self, ts: float, proto: str, local: str, lport: int, remote: str,

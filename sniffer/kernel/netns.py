@@ -33,7 +33,12 @@ def _inode(path: str) -> int | None:
 
 
 def current() -> Netns:
-    return Netns("host", _inode("/proc/self/ns/net") or 0, "/proc/self/ns/net")
+    """The namespace this process is in: by its /run/netns name if it has one, else "host"."""
+    ino = _inode("/proc/self/ns/net") or 0
+    for ns in named().values():
+        if ns.inode == ino:
+            return ns
+    return Netns("host", ino, "/proc/self/ns/net")
 
 
 def named() -> dict[int, Netns]:
@@ -59,8 +64,6 @@ def everything() -> list[Netns]:
     """
     me = current()
     by_inode = named()
-    if me.inode in by_inode:
-        me = Netns(by_inode[me.inode].label, me.inode, me.path)
     found = {me.inode: me}
     for ino, ns in by_inode.items():
         found.setdefault(ino, ns)
