@@ -48,6 +48,8 @@ class KernelView:
         self.connected: dict[tuple, Seen] = {}  # (proto, laddr, lport, raddr, rport)
         self.listening: dict[tuple, Seen] = {}  # (proto, laddr, lport); laddr may be a wildcard
         self.destroyed: dict[tuple, float] = {}  # connected key -> time of the destroy event
+        # connect() traces without addresses (IPv6): (proto, local port, remote port)
+        self.traced_ports: dict[tuple, Seen] = {}
         self.snapshots = 0
 
     # -- events ---------------------------------------------------------------------------------
@@ -73,6 +75,10 @@ class KernelView:
     def add(self, ts: float, rec: dict, destroyed: bool = False) -> None:
         key = _key(rec)
         if key is None:
+            return
+        if rec.get("local_addr") is None:
+            self.traced_ports[(rec["proto"], rec["local_port"], rec["remote_port"])] = \
+                Seen(ts, ts, rec)
             return
         table = self.listening if rec["state"] in ("LISTEN", "UNCONN") else self.connected
         if table is self.listening:
@@ -125,6 +131,14 @@ class KernelView:
             if seen is None:
                 continue
             rec = seen.record
+            if rec.get("processes") and rec.get("inode") == 0 and role == "originator":
+                # Known from the connect() trace: the program, if not the socket's file.
+                c.verdict = "attributed"
+                c.processes = rec["processes"]
+                c.netns, c.user = rec.get("netns"), rec.get("user")
+                c.evidence = [f"the originator's connect() was made by "
+                              f"{', '.join(p['name'] + ' (pid ' + str(p['pid']) + ')' for p in rec['processes'])}"]
+                return
             if rec.get("processes"):
                 c.verdict = "attributed"
                 c.processes = rec["processes"]
@@ -160,6 +174,11 @@ class KernelView:
     def _match(self, proto: str, laddr: str, lport: int, raddr: str, rport: int,
                role: str) -> Seen | None:
         seen = self.connected.get((proto, laddr, lport, raddr, rport))
+        if seen is not None and not (seen.owner in KERNEL_OWNERS and role == "originator"):
+            return seen
+        traced = self.traced_ports.get((proto, lport, rport)) if ":" in laddr else None
+        if traced is not None and role == "originator":
+            return traced
         if seen is not None:
             return seen
         # An inbound attempt is the listener's (TCP) or the bound socket's (UDP); so is a

@@ -109,7 +109,7 @@ class Live:
         decode, process, more = self.decoder.decode, self.table.process, self.decoder.more
         recorder = self.recorder
         count = 0
-        for item in self.capture:
+        for item in self.capture.packets(idle=0.05):
             if item is not None:
                 ts, linktype, data, wirelen, pkttype = item
                 count += 1

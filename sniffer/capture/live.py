@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import cast
 
 from sniffer.capture import bpf as _bpf
+from sniffer.capture.offload import complete as _complete_checksum
 from sniffer.errors import SnifferError, UsageError
 from sniffer.stats import Stats
 
@@ -60,6 +61,7 @@ PACKET_MR_PROMISC = 1
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_CSUMNOTREADY = 0x8  # sent with checksum offload: the card would have filled it in
 TP_STATUS_VLAN_TPID_VALID = 0x40
 SIOCGIFINDEX = 0x8933
 SIOCGIFHWADDR = 0x8927
@@ -70,7 +72,10 @@ _RAW_ARPHRD = (ARPHRD_ETHER, ARPHRD_LOOPBACK)
 MAX_SNAPLEN = 262144
 BLOCK_SIZE = 1 << 20  # holds a maximal (snaplen) packet; blocks are handed over whole
 FRAME_SIZE = 2048  # TPACKET_V3 ignores it except for a sanity check against the block size
-RETIRE_BLK_TOV_MS = 64  # an idle link's partly filled block still arrives within this
+# An idle link's partly filled block still arrives within this. Short, because `sniffer live`
+# looks up the socket of each new connection when its first packet arrives: the sooner, the
+# shorter the connections it can still catch alive (a busy link fills blocks sooner anyway).
+RETIRE_BLK_TOV_MS = 2
 POLL_MS = 100  # upper bound on how long stop() waits if its wake-up byte is lost
 
 _BLOCK = struct.Struct("=II")  # tpacket_block_desc.hdr.bh1: num_pkts, offset_to_first_pkt
@@ -232,6 +237,8 @@ class LiveCapture:
                 if st & TP_STATUS_VLAN_VALID and snap >= 12:
                     data = data[:12] + _vlan_tag(ring, p, st) + data[12:]
                     wlen += 4
+                if st & TP_STATUS_CSUMNOTREADY:
+                    data = _complete_checksum(data, lt)
                 append((sec + nsec // 1000 / 1e6, lt, data, wlen, pkttype))
             p += nxt
         return out
@@ -264,6 +271,8 @@ class LiveCapture:
                     snap = snaplen
                 if len(data) > snap:
                     data = data[:snap]
+                if st & TP_STATUS_CSUMNOTREADY:
+                    data = _complete_checksum(data, LINKTYPE_LINUX_SLL)
                 append((sec + nsec // 1000 / 1e6, LINKTYPE_LINUX_SLL, data, wlen, pkttype))
             p += nxt
         return out

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sniffer.kernel import diag
 from sniffer.kernel.netns import Netns, entered
 from sniffer.kernel.procs import Owners
+from sniffer.kernel.users import user_name
 from sniffer.kernel.view import Raw, attribute, read_namespace
 
 Sink = Callable[[float, dict], None]
@@ -35,10 +36,18 @@ class KernelMonitor:
         self.lookup_budget = lookup_budget  # look-ups per second, so a flood cannot stall us
         self._budget_left = lookup_budget
         self._budget_second = 0
+        self.tracer = None
+        try:
+            from sniffer.kernel.trace import ConnectTracer
+            self.tracer = ConnectTracer()
+        except OSError as exc:  # no tracefs: short outgoing connections may stay unowned
+            self.trace_error = str(exc)
 
     def close(self) -> None:
         self.diag.close()
         self.events.close()
+        if self.tracer is not None:
+            self.tracer.close()
 
     # -- what the namespace is -----------------------------------------------------------------
     def addresses(self, ts: float) -> None:
@@ -59,7 +68,12 @@ class KernelMonitor:
 
     # -- what changed ----------------------------------------------------------------------------
     def poll(self, ts: float) -> None:
-        """Drain destroy events; on an overflow, say so and take a snapshot instead."""
+        """Drain connect() traces and destroy events; on an overflow, say so and re-dump."""
+        if self.tracer is not None:
+            traced = self.tracer.read()
+            if traced:
+                self.sink(ts, {"kind": "sockets", "netns": self.ns.label, "source": "trace",
+                               "sockets": [_traced_record(self.ns, t) for t in traced]})
         while True:
             try:
                 rows = list(diag.read_events(self.events))
@@ -111,3 +125,28 @@ class KernelMonitor:
         raw.rows.append((proto, row, None))
         (rec,) = attribute([raw], None)
         return rec.to_json()
+
+
+def _process_uid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])  # the effective uid
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _traced_record(ns: Netns, t: dict) -> dict:
+    """A socket record for a traced connect(): the process is known, its descriptor is not."""
+    uid = _process_uid(t["pid"])
+    return {"netns": ns.label, "netns_inode": ns.inode, "proto": "tcp", "family":
+            4 if t["local_addr"] else 6, "state": "SYN-SENT",
+            "local_addr": t["local_addr"], "local_port": t["local_port"],
+            "remote_addr": t["remote_addr"], "remote_port": t["remote_port"],
+            "recv_q": 0, "send_q": 0, "uid": uid, "user": user_name(uid) if uid is not None else None,
+            "inode": 0, "cookie": 0,
+            "interface": None, "processes": [{"pid": t["pid"], "name": t["name"], "fd": -1}],
+            "cgroup_id": None, "cgroup": None, "container": None, "service": None,
+            "owner": "process"}
