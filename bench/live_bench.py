@@ -165,6 +165,26 @@ def run_reader(nsa: str, nsb: str, pcap: Path, speed: list[str], ring_mib: int =
             "cpu": res["cpu"]}
 
 
+def run_sniffer(nsa: str, nsb: str, pcap: Path, speed: list[str]) -> dict:
+    """The whole `sniffer live` (capture, engine, kernel cross-reference), records discarded."""
+    proc = subprocess.Popen(_netns(nsa, sys.executable, "-m", "sniffer", "live", "-i", "vA",
+                                   "--format", "json", "-o", "/dev/null"),
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(2.0)  # start-up: imports, the first kernel snapshot
+    sent, pps = replay(nsb, pcap, speed)
+    time.sleep(2.0)  # let it drain its ring
+    with open(f"/proc/{proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    m = re.search(r"(\d+) packets captured on \S+, (\d+) dropped by the kernel", err)
+    if m is None:
+        sys.exit(f"sniffer live did not report: {err[-500:]}")
+    return {"sent": sent, "pps": pps, "captured": int(m.group(1)), "dropped": int(m.group(2)),
+            "cpu": cpu}
+
+
 # ---------------------------------------------------------------------- main
 
 def need() -> None:
@@ -205,7 +225,11 @@ def main() -> int:
          lambda: run_tcpdump(nsa, nsb, pcap, paced, [])),
         ("LiveCapture (32 MiB ring)", f"{args.pps:,} pps",
          lambda: run_reader(nsa, nsb, pcap, paced)),
+        ("sniffer live", "top speed", lambda: run_sniffer(nsa, nsb, pcap, top)),
+        ("sniffer live", f"{args.pps:,} pps", lambda: run_sniffer(nsa, nsb, pcap, paced)),
     ]
+    if os.environ.get("SNIFFER_BENCH_ONLY"):
+        cases = [c for c in cases if c[0].startswith(os.environ["SNIFFER_BENCH_ONLY"])]
     results: dict[tuple[str, str], list[dict]] = {(c[0], c[1]): [] for c in cases}
     try:
         subprocess.run(["ip", "netns", "add", nsa], check=True)
@@ -245,12 +269,16 @@ def main() -> int:
                     f"{med['sent']:,} | {med['captured']:,} | {med['dropped']:,}{spread} | "
                     f"{statistics.median(r['cpu'] / max(r['captured'], 1) for r in runs) * 1e6:.2f}"
                     f" µs/pkt |")
-        if name.startswith("LiveCapture") and speed != "top speed" and max(drops):
+        if name.startswith(("LiveCapture", "sniffer")) and speed != "top speed" and max(drops):
             fail = True
     def cpu(case: tuple[str, str]) -> float:
+        if not results.get(case):
+            return float("nan")
         return statistics.median(r["cpu"] / max(r["captured"], 1) for r in results[case]) * 1e6
 
     def drop_pct(case: tuple[str, str]) -> float:
+        if not results.get(case):
+            return float("nan")
         return 100 * statistics.median(r["dropped"] / r["sent"] for r in results[case])
 
     rows += ["", f"The reader walking the ring in Python costs about "

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, metavar="N", help="stop after N packets")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between kernel snapshots (default 1)")
+    p.add_argument("--buffer", type=int, default=256, metavar="MIB",
+                   help="capture ring size in MiB (default 256): bursts wait here while the "
+                        "engine catches up")
 
 
 class Live:
@@ -59,7 +62,8 @@ class Live:
         self.recorder = None
         self.recent: list = []  # finished records worth attention, for the dashboard
         self.finished = 0
-        self.capture = LiveCapture(args.interface, args.filter, args.promisc, stats=self.stats)
+        self.capture = LiveCapture(args.interface, args.filter, args.promisc, stats=self.stats,
+                                   buffer_size=args.buffer << 20)
         if args.write:
             from sniffer.output.pcapng import PcapngWriter
             self.recorder = PcapngWriter(args.write)
@@ -127,11 +131,15 @@ class Live:
                         process(ts, pkt)
                 if args.count and count >= args.count:
                     break
+                if count & 127:  # the clock is read every 128 packets, or when idle
+                    continue
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + 0.05
                 ts_now = self.table.network_time or time.time()
                 self.monitor.poll(ts_now)
+                for w in self.writers:  # records reach their readers within a tick
+                    w.flush()
                 if mono >= next_snapshot:
                     next_snapshot = mono + args.interval
                     self.monitor.snapshot(ts_now)
@@ -215,6 +223,8 @@ class _Closing:
 
     def write(self, conn) -> None:
         self.writer.write(conn)
+
+    def flush(self) -> None:
         self.out.flush()
 
     def close(self) -> None:
