@@ -447,12 +447,13 @@ class FlowTable:
             self.weird("bad_TCP_checksum", conn)
             conn.checksum_error(is_orig)
             return
-        # Both sides established and no SYN/FIN/RST: the inlined common case, else the
-        # full state machine (after which a "^h" flip may have made this packet the
-        # originator's: it is counted for the sender as things stand after it).
+        # Both sides established (or picked up midstream: PARTIAL, which the state machine
+        # treats alike) and no SYN/FIN/RST: the inlined common case, else the full state
+        # machine (after which a "^h" flip may have made this packet the originator's: it is
+        # counted for the sender as things stand after it).
         ep = conn.orig if is_orig else conn.resp
-        if (flags & 7 or conn.first_packet_seen != 3 or ep.state != T.ESTABLISHED
-                or ep.peer.state != T.ESTABLISHED
+        if (flags & 7 or conn.first_packet_seen != 3 or not 3 <= ep.state <= 4
+                or not 3 <= ep.peer.state <= 4
                 or not conn.established(ts, ep, ep.peer, flags, seq, ack, win,
                                         l4_len - hdr_len, n - hdr_len)):
             conn.process(ts, is_orig, flags, seq, ack, win, l4_len - hdr_len, n - hdr_len)

@@ -329,7 +329,8 @@ class TCPConn:
 
     def established(self, ts: float, ep: Endpoint, peer: Endpoint, flags: int, base_seq: int,
                      ack_seq: int, window: int, length: int, caplen: int) -> bool:
-        """The common case, inlined: an ACK or data segment while both sides are established.
+        """The common case, inlined: an ACK or data segment while both sides are established
+        (or PARTIAL: picked up midstream; the state machine does nothing else for either).
 
         Exactly what `process` does for such a segment (no state can change), without its
         generality. Returns False, having changed nothing, for the rare cases it leaves to
