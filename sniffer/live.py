@@ -120,7 +120,7 @@ class Live:
                 if recorder is not None:
                     recorder.packet(0, ts, data, wirelen, pkttype)
                 pkt = decode(ts, linktype, data, wirelen)
-                if pkt is not None:
+                if pkt is not None:  # as in sniffer.read.run_packets (kept inline: per packet)
                     if more:
                         rest = more[:]
                         more.clear()

@@ -60,11 +60,7 @@ class KernelMonitor:
     def snapshot(self, ts: float) -> None:
         self.owners = Owners.scan()
         raw = read_namespace(self.ns, set(PROTOS), {4, 6})
-        records = [s.to_json() for s in attribute([raw], self.owners)]
-        for rec in records:
-            if rec["cookie"]:
-                self.known[rec["cookie"]] = rec
-        self.sink(ts, {"kind": "snapshot", "netns": self.ns.label, "sockets": records})
+        self._report(ts, "snapshot", raw)
 
     # -- what changed ----------------------------------------------------------------------------
     def poll(self, ts: float) -> None:
@@ -113,11 +109,15 @@ class KernelMonitor:
         raw.rows.append((proto, row, None))
         if row[11]:
             self.owners.find(row[11])
+        self._report(ts, "sockets", raw)
+
+    def _report(self, ts: float, kind: str, raw: Raw) -> None:
+        """Attribute what was read, remember it by cookie (to name it when destroyed), send it."""
         records = [s.to_json() for s in attribute([raw], self.owners)]
         for rec in records:
             if rec["cookie"]:
                 self.known[rec["cookie"]] = rec
-        self.sink(ts, {"kind": "sockets", "netns": self.ns.label, "sockets": records})
+        self.sink(ts, {"kind": kind, "netns": self.ns.label, "sockets": records})
 
     def _record(self, row: tuple) -> dict:
         raw = Raw(self.ns)
