@@ -119,6 +119,7 @@ class FlowTable:
         self.decoded_more = decoder.more if decoder is not None else []
         self.weird_sink: Callable | None = None  # receives `Weird` records when set
         self.on_new: Callable | None = None  # told of each new connection (live look-ups)
+        self.observer = None  # sniffer.detect: sees every packet and TCP segment when set
         # IP-level tunnels (IP in IP, GRE): one encapsulation record per address pair.
         self.ip_tunnels: dict[tuple, list] = {}
         self.stats = stats
@@ -280,6 +281,8 @@ class FlowTable:
             self.network_time = ts
             if self.timers and self.timers[0][0] <= ts:
                 self.advance(ts)
+        if self.observer is not None:
+            self.observer.packet(ts, pkt, encap)
         proto = pkt[2]
         if proto == 6:
             self._tcp(ts, pkt, encap)
@@ -464,6 +467,8 @@ class FlowTable:
         else:
             conn.resp_pkts += 1
             conn.resp_ip_bytes += ip_len
+        if self.observer is not None:
+            self.observer.tcp(ts, conn, is_orig, flags, seq, ack, win, l4[hdr_len:], pkt[6])
 
     def _tcp_flip(self, sport: int, dport: int, flags: int) -> bool:
         """Zeek's TCPAnalyzer::WantConnection: guess the server of a connection seen midway."""
