@@ -47,6 +47,19 @@ def engine_options(p: argparse.ArgumentParser) -> None:
                       help="count content gaps (missed_bytes) in connections seen midway too")
 
 
+def detect_options(p: argparse.ArgumentParser) -> None:
+    """Detector options `read` and `live` share (sniffer.detect; docs/detectors.md)."""
+    p.add_argument("--alerts", metavar="FILE",
+                   help="run the detectors (spoofing, floods, scans, injection) and write their "
+                        "alerts to FILE, one JSON object per line")
+    p.add_argument("--detect", action="store_true",
+                   help="run the detectors and count their alerts in the summary, even "
+                        "without --alerts")
+    p.add_argument("--local-addr", action="append", default=[], metavar="ADDR",
+                   help="an address of the capturing host, for local-source-from-wire "
+                        "(repeatable; added to those a recording or the kernel reports)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sniffer", description=(
         "Rebuild every TCP/UDP/ICMP connection, Zeek conn.log style, from captures or the wire."))
@@ -61,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output format (default: table on a terminal, zeek otherwise)")
     read.add_argument("-o", "--output", metavar="FILE", help="write the records to FILE")
     engine_options(read)
+    detect_options(read)
     read.add_argument("--weird-log", metavar="FILE",
                       help="also write every anomaly (Zeek's weird.log layout) to FILE")
     read.add_argument("--max-rows", type=count, default=1000, metavar="N",
@@ -80,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sniffer.live import add_arguments as live_arguments
     live_arguments(live)
     engine_options(live)
+    detect_options(live)
     return parser
 
 

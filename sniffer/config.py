@@ -87,3 +87,14 @@ class Settings:
     # Ports whose connections get Zeek's 1 h inactivity timeout once established.
     long_timeout_ports: frozenset = frozenset({21, 22, 23, 513})
     long_inactivity_timeout: float = 3600.0
+    # Detectors (sniffer.detect; docs/detectors.md): thresholds and windows.
+    detect_max_alerts: int = 10000  # distinct alerts held; the rest are counted, not kept
+    syn_flood_half_open: int = 100  # half-open SYNs to one address:port ...
+    syn_flood_window: float = 10.0  # ... within this many seconds
+    port_scan_ports: int = 15  # failed attempts from one source to this many ports of one host
+    port_scan_hosts: int = 25  # ... or to this many hosts (any port)
+    port_scan_window: float = 300.0
+    backscatter_threshold: int = 5  # unsolicited replies to one address, or from one address
+    backscatter_window: float = 60.0
+    backscatter_grace: float = 2.0  # replies this soon after the capture began may answer
+                                     # requests sent before it

@@ -71,11 +71,18 @@ class Live:
         self.decoder = Decoder(settings, self.stats)
         self.table = FlowTable(settings, self.stats, self.emit, self.decoder)
         self.table.on_new = self.on_new
+        from sniffer.detect.engine import from_args
+        self.detectors = from_args(args, settings, self.stats)  # None unless --alerts/--detect
+        if self.detectors is not None:
+            self.table.observer = self.detectors
+            self.detectors.table = self.table
         self.monitor = KernelMonitor(current(), self.kernel_event)
 
     # -- the kernel's side ------------------------------------------------------------------
     def kernel_event(self, ts: float, ev: dict) -> None:
         self.view.event(ts, ev)
+        if self.detectors is not None:
+            self.detectors.kernel_event(ev)
         if self.recorder is not None:
             self.recorder.custom(ev["kind"], ev, ts)
 
@@ -95,6 +102,8 @@ class Live:
     def emit(self, conn) -> None:
         self.view.judge(conn)
         self.finished += 1
+        if self.detectors is not None:
+            self.detectors.finished(conn)
         for w in self.writers:
             w.write(conn)
         if conn.verdict in ("unattributed", "refused", "unknown"):
@@ -112,6 +121,8 @@ class Live:
         next_tick = start + 0.05
         decode, process, more = self.decoder.decode, self.table.process, self.decoder.more
         recorder = self.recorder
+        # The detectors learn each frame's direction (sll_pkttype) before its packets.
+        frame = self.detectors.frame if self.detectors is not None else None
         count = 0
         for item in self.capture.packets(idle=0.05):
             if item is not None:
@@ -119,6 +130,8 @@ class Live:
                 count += 1
                 if recorder is not None:
                     recorder.packet(0, ts, data, wirelen, pkttype)
+                if frame is not None:
+                    frame(linktype, data, pkttype)
                 pkt = decode(ts, linktype, data, wirelen)
                 if pkt is not None:  # as in sniffer.read.run_packets (kept inline: per packet)
                     if more:
@@ -153,6 +166,8 @@ class Live:
         """Flush every open connection (with its verdict), close every file validly."""
         self.monitor.poll(self.table.network_time or time.time())
         self.decoder.flush()
+        if self.detectors is not None:
+            self.detectors.flush()
         self.table.flush()
         ks = self.capture.kernel_stats()
         self.stats["kernel_received"] = ks.get("received", 0)
@@ -163,6 +178,9 @@ class Live:
             w.close()
         if self.recorder is not None:
             self.recorder.close()
+        if self.detectors is not None:  # last: a file that cannot be written loses only these
+            from sniffer.detect.engine import save_alerts
+            save_alerts(self.detectors, self.args.alerts)
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -237,6 +255,8 @@ class _Closing:
 
 def _report(live: Live) -> None:
     s = live.stats
+    alerts = sum(n for k, n in s.items() if k.startswith("alert:"))
     print(f"sniffer: {s['packets']} packets captured on {live.capture.interface}, "
-          f"{s['kernel_dropped']} dropped by the kernel, {live.finished} connections",
+          f"{s['kernel_dropped']} dropped by the kernel, {live.finished} connections"
+          + (f", {alerts} alerts" if live.detectors is not None else ""),
           file=sys.stderr)

@@ -31,11 +31,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
-                advance=None, weird=None) -> BadInputError | None:
+                advance=None, weird=None, detectors=None) -> BadInputError | None:
     """Run the pipeline over `paths`; every connection reaches `emit`, even after bad input.
 
     `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
-    progress bar); `weird(record)`, when given, receives each anomaly for weird.log. Returns
+    progress bar); `weird(record)`, when given, receives each anomaly for weird.log;
+    `detectors` (sniffer.detect.engine.Detectors), when given, observes the run. Returns
     the input error that stopped the run early, if any (the caller
     reports it after the output is complete).
     """
@@ -49,15 +50,30 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
             view.judge(conn)
         emit(conn)
 
-    table = FlowTable(settings, stats, judged, decoder)
+    on_custom = view.event
+    if detectors is not None:
+        def observed(conn) -> None:
+            judged(conn)
+            detectors.finished(conn)
+
+        def on_custom(ts: float, ev: dict) -> None:
+            view.event(ts, ev)
+            detectors.kernel_event(ev)
+
+    table = FlowTable(settings, stats, judged if detectors is None else observed, decoder)
     table.weird_sink = weird
+    if detectors is not None:
+        table.observer = detectors
+        detectors.table = table
     decode = decoder.decode
     more = decoder.more
     process = table.process
     packets = wire_bytes = 0
     error = None
     try:
-        packets_in = open_capture(paths, stats, view.event)
+        packets_in = open_capture(paths, stats, on_custom)
+        if detectors is not None:
+            packets_in = _directed(packets_in, detectors)
         if advance is not None:
             packets_in = _counted(packets_in, advance)
         if isinstance(stats, LoggedStats):
@@ -81,8 +97,18 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
         stats["packets"] += packets
         stats["bytes"] += wire_bytes
         decoder.flush()
+        if detectors is not None:
+            detectors.flush()
         table.flush()
     return error
+
+
+def _directed(packets, detectors):
+    """Tell the detectors each frame's direction and device kind, where the link layer says."""
+    frame = detectors.frame
+    for p in packets:
+        frame(p[1], p[2])
+        yield p
 
 
 def _stamped(packets, stats: LoggedStats):
@@ -194,14 +220,18 @@ def run_read(args: argparse.Namespace) -> int:
     else:
         from sniffer.output.weird import Weird
         stats = LoggedStats(lambda name, ts: weirds.write(Weird(ts, name, source="decode")))
+    from sniffer.detect.engine import from_args, save_alerts
+    detectors = from_args(args, settings, stats)
     try:
         if sys.stderr.isatty():
             from sniffer.output.console import progress
             total = None if "-" in args.files else _total_size(args.files)
             with progress(total, min_total=8 << 20) as advance:
-                error = run_packets(args.files, settings, stats, output.emit, advance, weird)
+                error = run_packets(args.files, settings, stats, output.emit, advance, weird,
+                                    detectors)
         else:
-            error = run_packets(args.files, settings, stats, output.emit, None, weird)
+            error = run_packets(args.files, settings, stats, output.emit, None, weird, detectors)
+        save_alerts(detectors, args.alerts)
     finally:
         if weirds is not None:
             weirds.close()

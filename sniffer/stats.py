@@ -32,5 +32,5 @@ class LoggedStats(Stats):
     def __setitem__(self, key: str, value: int) -> None:
         grew = value > self.get(key, 0)
         super().__setitem__(key, value)
-        if grew and key not in INFORMATIONAL and not key.startswith("weird:"):
+        if grew and key not in INFORMATIONAL and not key.startswith(("weird:", "alert")):
             self.sink(key, self.ts)

@@ -169,8 +169,15 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
         input_rows.append(("packets", stats["packets"]))
     if "bytes" in stats:
         input_rows.append(("bytes", human_bytes(stats["bytes"])))
-    skipped = sorted(((k, n) for k, n in stats.items() if k not in TOTAL_KEYS and n),
+    skipped = sorted(((k, n) for k, n in stats.items()
+                      if k not in TOTAL_KEYS and n and not str(k).startswith("alert")),
                      key=lambda kv: (-kv[1], str(kv[0])))
+    # Detector alerts (sniffer.detect): `alert:<kind>` counts, and `alerts_dropped` past the cap.
+    alert_rows = sorted(((str(k)[6:], n) for k, n in stats.items()
+                         if str(k).startswith("alert:") and n),
+                        key=lambda kv: (-kv[1], kv[0]))
+    if stats.get("alerts_dropped"):
+        alert_rows.append(("(dropped past the cap)", stats["alerts_dropped"]))
 
     def state_style(v: object) -> str:
         return STATE_STYLES.get(str(v), "")
@@ -181,6 +188,9 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
         _count_table("By protocol", ("proto", "conns", "pkts", "IP bytes"), proto_rows),
         _count_table(f"Top {top} talkers", ("host", "conns", "IP bytes"), talker_rows),
     ]
+    if alert_rows:
+        parts.append(_count_table("Alerts", ("kind", "alerts"), alert_rows,
+                                  {0: lambda _v: "red"}))
     if skipped:
         parts.append(_count_table("Skipped or damaged", ("event", "count"), list(skipped),
                                   {0: lambda _v: "yellow"}))
