@@ -91,6 +91,7 @@ class Settings:
     detect_max_alerts: int = 10000  # distinct alerts held; the rest are counted, not kept
     syn_flood_half_open: int = 100  # half-open SYNs to one address:port ...
     syn_flood_window: float = 10.0  # ... within this many seconds
+    syn_flood_isns: int = 10  # distinct-ISN SYNs on one 4-tuple before the handshake (Suricata's max-syn-queued)
     port_scan_ports: int = 15  # failed attempts from one source to this many ports of one host
     port_scan_hosts: int = 25  # ... or to this many hosts (any port)
     port_scan_window: float = 300.0

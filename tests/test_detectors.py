@@ -153,6 +153,61 @@ def test_syn_flood(tmp_path):
     assert "port-scan" not in kinds(found)
 
 
+def test_syn_flood_on_one_four_tuple(tmp_path):
+    """hping-style: one 4-tuple, a new ISN each SYN, no handshake (Suricata's 3whs_syn_flood)."""
+    syn = dict(sport=40000, dport=80, flags="S")
+    pkts = [Ether(**ETH) / IP(src="198.18.0.7", dst="10.0.0.1") / TCP(seq=1000 + 7919 * i, **syn)
+            for i in range(12)]
+    flood = [a for a in alerts(tmp_path, timed(pkts, dt=0.05)) if a["kind"] == "syn-flood"]
+    assert len(flood) == 1
+    a = flood[0]
+    assert (a["src"], a["sport"], a["dst"], a["dport"]) == ("198.18.0.7", 40000, "10.0.0.1", 80)
+    assert a["evidence"]["signal"] == "isn_flood" and a["evidence"]["distinct_isns"] == 11
+
+
+def test_retransmitted_syns_are_not_a_flood(tmp_path):
+    """A client retrying an unanswered SYN repeats its ISN: 15 retries, no alert."""
+    syn = TCP(sport=40000, dport=80, flags="S", seq=4242)
+    pkts = [Ether(**ETH) / IP(src="10.0.0.9", dst="10.0.0.1") / syn for _ in range(15)]
+    assert [a for a in alerts(tmp_path, timed(pkts, dt=1.0)) if a["kind"] in MINE] == []
+
+
+#: the suricata tcp-syn-flood cases (MANIFEST.tsv) -> (src or None, dst, dport) of the alert.
+#: bug-7657-01: "Many SYNs on the same 4-tuple with different ISNs (hping-style)";
+#: firewall-...-drop-precedence: "200 SYNs from many source ports ... in ~1 s" (a target-level
+#: flood: the alert names the target, not one connection).
+SURICATA_FLOODS = {
+    "bug-7657-01": ("100.73.5.8", "100.73.2.4", 80),
+    "firewall-tcp-session-syn-flood-drop-precedence": (None, "198.51.100.5", 443),
+}
+
+
+def _suricata_rows(category: str) -> list[dict]:
+    import csv
+    manifest = CORPUS / "suricata" / "MANIFEST.tsv"
+    if not manifest.exists():
+        return []
+    with open(manifest, newline="") as f:
+        return [r for r in csv.DictReader(f, delimiter="\t") if r["category"] == category]
+
+
+def test_every_suricata_syn_flood_case_has_an_expectation():
+    assert {r["name"] for r in _suricata_rows("tcp-syn-flood")} == set(SURICATA_FLOODS)
+
+
+@pytest.mark.parametrize("row", _suricata_rows("tcp-syn-flood"), ids=lambda r: r["name"])
+def test_suricata_syn_flood_cases_alert(tmp_path, row):
+    src, dst, dport = SURICATA_FLOODS[row["name"]]
+    pcap = CORPUS / "suricata" / row["name"] / row["pcap_files"].split(",")[0]
+    out = tmp_path / "alerts"
+    run(["read", pcap, "--format", "json", "-o", tmp_path / "conn.json", "--alerts", out])
+    flood = [json.loads(line) for line in out.read_text().splitlines()]
+    flood = [a for a in flood if a["kind"] == "syn-flood"]
+    assert [(a["src"], a["dst"], a["dport"]) for a in flood] == [(src, dst, dport)]
+    if src is not None:  # one connection's alert: its uid is a record of that 4-tuple
+        uids = {json.loads(line)["uid"] for line in (tmp_path / "conn.json").open()}
+        assert flood[0]["uid"] in uids
+
 def _busy_server(n=300):
     pkts = []
     for i in range(n):

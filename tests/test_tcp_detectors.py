@@ -294,7 +294,7 @@ SURICATA_EXPECTED = {
     "eve-payload-01-tcp-exact-overlap": ("data-injection", ("1.1.1.1", 12345), ("2.2.2.2", 8080)),
 }
 INJECTION_CATEGORIES = {"tcp-injection", "tcp-out-of-window", "tcp-overlap-injection"}
-QUIET_CATEGORIES = {"negative-control", "flow-state"}
+QUIET_CATEGORIES = {"negative-control", "flow-state", "tcp-evasion-control"}
 
 
 def _manifest() -> list[dict]:

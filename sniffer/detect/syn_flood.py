@@ -6,6 +6,11 @@ than ``settings.syn_flood_half_open`` attempts to one (address, port) are still 
 ``settings.syn_flood_window`` seconds, one alert is raised; it re-arms once the count falls
 to half the threshold (later episodes count as repeats of the first alert).
 Cheap test: a SYN without ACK that opens a connection, or an ACK on a pending one.
+
+A second signal is the hping-style flood on one 4-tuple: more than
+``settings.syn_flood_isns`` SYNs with distinct initial sequence numbers before the handshake
+completes (Suricata's ``3whs_syn_flood``, whose ``stream.max-syn-queued`` default is also 10).
+A retransmitted SYN repeats its ISN, so retries never count.
 """
 
 from __future__ import annotations
@@ -38,12 +43,42 @@ class Detector:
         s = engine.settings
         self.threshold = getattr(s, "syn_flood_half_open", 100)
         self.window = getattr(s, "syn_flood_window", 10.0)
+        self.max_isns = getattr(s, "syn_flood_isns", 10)
         self.pending: dict = {}  # conn key -> (target, ts)
         self.targets: dict = {}
+        self.isns: dict = {}  # 4-tuple -> {ISN: ts} of its unanswered SYNs
+
+    def _isn(self, ts, conn, seq: int) -> None:
+        """Count one more SYN on this 4-tuple; alert once when its distinct ISNs pass the limit.
+
+        Keyed by the 4-tuple, not the uid: like Zeek, the flow table opens a new connection
+        for a SYN with a new ISN, so each forged SYN is a connection of its own.
+        """
+        seen = self.isns.get(conn.key)
+        if seen is None or ts - next(iter(seen.values())) > self.window:
+            if len(self.isns) >= _MAX_TARGETS:
+                self.isns.clear()
+            seen = self.isns[conn.key] = {}
+        if seq in seen or len(seen) > self.max_isns:
+            return
+        seen[seq] = ts
+        if len(seen) > self.max_isns:
+            from sniffer.detect.tcp_common import make_alert
+            first = next(iter(seen.values()))
+            self.engine.emit(make_alert(
+                ts, self.kind, "medium",
+                f"{len(seen)} SYNs with distinct sequence numbers on one 4-tuple "
+                f"within {ts - first:.3f} s, no handshake",
+                {"signal": "isn_flood", "distinct_isns": len(seen), "limit": self.max_isns,
+                 "first_ts": first, "sample_isns": list(seen)[:_SAMPLE]},
+                conn, True), key=(conn.key, "isn"))
 
     def tcp(self, ts, conn, is_orig, flags, seq, ack, win, payload, ttl) -> None:
         if flags & (SYN | ACK) == SYN:
-            if not is_orig or conn.key in self.pending:
+            if not is_orig:
+                return
+            self._isn(ts, conn, seq)
+            if conn.key in self.pending:
                 return
             tkey = (conn.resp_h, conn.resp_p)
             t = self.targets.get(tkey)
@@ -66,6 +101,7 @@ class Detector:
             # the handshake completed, or the responder refused: no longer half-open
             p = self.pending.pop(conn.key, None)
             if p is not None:
+                self.isns.pop(conn.key, None)
                 t = self.targets.get(p[0])
                 if t is not None:
                     t.open -= 1
