@@ -52,6 +52,8 @@ def detect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alerts", metavar="FILE",
                    help="run the detectors (spoofing, floods, scans, injection) and write their "
                         "alerts to FILE, one JSON object per line")
+    p.add_argument("--alerts-format", choices=("json", "zeek"), default="json",
+                   help="--alerts FILE as JSON lines (default) or Zeek's notice.log layout")
     p.add_argument("--detect", action="store_true",
                    help="run the detectors and count their alerts in the summary, even "
                         "without --alerts")

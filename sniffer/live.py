@@ -180,7 +180,7 @@ class Live:
             self.recorder.close()
         if self.detectors is not None:  # last: a file that cannot be written loses only these
             from sniffer.detect.engine import save_alerts
-            save_alerts(self.detectors, self.args.alerts)
+            save_alerts(self.detectors, self.args.alerts, self.args.alerts_format)
 
 
 def run_live(args: argparse.Namespace) -> int:

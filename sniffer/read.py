@@ -231,7 +231,7 @@ def run_read(args: argparse.Namespace) -> int:
                                     detectors)
         else:
             error = run_packets(args.files, settings, stats, output.emit, None, weird, detectors)
-        save_alerts(detectors, args.alerts)
+        save_alerts(detectors, args.alerts, args.alerts_format)
     finally:
         if weirds is not None:
             weirds.close()

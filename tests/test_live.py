@@ -417,7 +417,8 @@ def test_raw_socket_handshake_is_unattributed(tmp_path):
     with pair() as (a, b):
         srv_b = server(b, "snf-srv", [["tcp", 4, "0.0.0.0", 5005]])
         how = drop_local_rst_path(a, "va", 40000)
-        with sniffing(a, "va", tmp_path) as snf:
+        alerts_file = tmp_path / "alerts.json"
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
             proc = a.run(PYTHON, "-c", SCAPY_HANDSHAKE, A4, B4, "40000", "5005", timeout=60,
                          check=False)
             assert proc.returncode == 0 and "ok" in proc.stdout, \
@@ -437,6 +438,68 @@ def test_raw_socket_handshake_is_unattributed(tmp_path):
             f"evidence should say the local side sent packets and no socket was seen:\n" \
             f"{show([rec])}"
         assert srv_b.pid not in {p.get("pid") for p in rec.get("processes") or ()}
+        # the detectors turn the verdict into an alert on the same connection, and nothing
+        # about it looks injected (it is a real, if socketless, handshake)
+        alerts = parse_jsonl(alerts_file.read_text(), "alerts")
+        mine = [x for x in alerts if x["uid"] == rec["uid"]]
+        assert [x["kind"] for x in mine] == ["unattributed-connection"], alerts
+        assert mine[0]["evidence"]["verdict"] == "unattributed"
+
+
+SCAPY_LISTENER = r"""
+import sys
+from scapy.all import IP, TCP, AsyncSniffer, conf, send
+conf.verb = 0
+iface, port = sys.argv[1], int(sys.argv[2])
+
+def answer(syn):
+    send(IP(src=syn[IP].dst, dst=syn[IP].src)
+         / TCP(sport=port, dport=syn[TCP].sport, flags="SA", seq=7000, ack=syn[TCP].seq + 1))
+    print("answered", flush=True)
+
+s = AsyncSniffer(iface=iface, count=1, prn=answer, store=False,
+                 filter=f"tcp dst port {port} and tcp[tcpflags] & tcp-syn != 0",
+                 started_callback=lambda: print("ready", flush=True))
+s.start()
+s.join(timeout=15)
+"""
+
+SOCKET_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.send(b"hello")
+time.sleep(0.3)
+print("connected")
+"""
+
+
+def test_socketless_listener_is_a_hidden_listener(tmp_path):
+    """B connects to a port of A where no socket listens, and scapy in A answers the SYN."""
+    pytest.importorskip("scapy")
+    with pair() as (a, b):
+        how = drop_local_rst_path(a, "va", 5020)
+        alerts_file = tmp_path / "alerts.json"
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            listener = subprocess.Popen(a.argv(PYTHON, "-c", SCAPY_LISTENER, "va", "5020"),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+            try:
+                assert listener.stdout.readline().strip() == "ready", listener.stderr.read()
+                proc = b.run(PYTHON, "-c", SOCKET_CLIENT, A4, "5020", check=False, timeout=30)
+                assert "connected" in proc.stdout, f"({how}) {proc.stdout}{proc.stderr}"
+                assert listener.stdout.readline().strip() == "answered"
+            finally:
+                listener.kill()
+                listener.communicate()
+            time.sleep(0.5)
+            snf.stop()
+        rec = one_conn(snf.records(), "tcp", A4, 5020, B4)
+        assert "h" in rec.get("history", "") and rec.get("verdict") == "unattributed", \
+            show([rec])
+        alerts = parse_jsonl(alerts_file.read_text(), "alerts")
+        hidden = [x for x in alerts if x["kind"] == "hidden-listener"]
+        assert [(x["uid"], x["dst"], x["dport"], x["severity"]) for x in hidden] == \
+            [(rec["uid"], A4, 5020, "high")], alerts
 
 
 def test_syn_to_closed_port_is_refused(tmp_path):

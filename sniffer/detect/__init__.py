@@ -27,6 +27,7 @@ DETECTORS: list[str] = [
     "sniffer.detect.tcp_data",
     "sniffer.detect.tcp_ttl",
     "sniffer.detect.tcp_window",
+    "sniffer.detect.kernel_view",
 ]
 
 

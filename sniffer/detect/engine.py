@@ -239,13 +239,17 @@ def from_args(args, settings, stats) -> Detectors | None:
     return Detectors(settings, local, stats)
 
 
-def save_alerts(detectors: Detectors | None, path: str | None) -> None:
-    """Write the alerts to `path` (when given) as JSON lines."""
+def save_alerts(detectors: Detectors | None, path: str | None, fmt: str = "json") -> None:
+    """Write the alerts to `path` (when given): JSON lines, or Zeek's notice.log for "zeek"."""
     if detectors is None or not path:
         return
     from sniffer.errors import SnifferError
     try:
         with open(path, "w", encoding="utf-8", newline="\n") as out:
-            write_alerts(detectors.alerts, out)
+            if fmt == "zeek":
+                from sniffer.output.notice import write_notices
+                write_notices(detectors.alerts, out, _jsonable)
+            else:
+                write_alerts(detectors.alerts, out)
     except OSError as exc:
         raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None
