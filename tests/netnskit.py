@@ -267,6 +267,11 @@ class NetNS:
         self.run("sysctl", "-q", "-w", f"{key}={value}")
         return value
 
+    def mac(self, ifname: str) -> str:
+        """The link-layer address of `ifname` in this namespace (for crafted Ether() frames,
+        which must never leave scapy to resolve addresses itself)."""
+        return json.loads(self.run("ip", "-j", "link", "show", "dev", ifname).stdout)[0]["address"]
+
     def ss(self, *args) -> str:
         return self.run("ss", *args).stdout
 

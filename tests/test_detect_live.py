@@ -1,0 +1,273 @@
+"""Live detector scenarios (issue 6 "Must show"; docs/detectors.md): `sniffer live --alerts` in
+throw-away network namespaces, against real connections and real kernels.
+
+Topology as in test_live.py: namespace A (sniffer, on its veth `va`, 10.98.0.1) and B (the peer,
+`vb`, 10.98.0.2). The sniffer is passive and sees A's side only, so every forged frame is made
+in B and sent with scapy `sendp` straight out of `vb` (explicit MAC addresses, read from the
+two veths: scapy never resolves anything itself, and B's own TCP stack never sees the frame):
+for A's kernel and for the sniffer it arrives from the wire like the genuine packets.
+
+* forged RST: B's server writes a chunk every STEP seconds to A's client; the injector sniffs
+  one chunk on `vb`, sends a RST with the server's next sequence number (A's kernel accepts it
+  and resets the client), and the real server keeps writing -> `rst-injection`
+  (`data_after_rst`), naming the server's side of the connection.
+* injected data: the same, but the forged segment carries other bytes at the server's next
+  sequence number, before the real chunk -> `data-injection` (`overlap_diff`).
+* raw-socket handshake (scapy in A, no socket): reported, unattributed, `unattributed-connection`
+  and no injection alert; and a socketless listener answering B -> `hidden-listener`: both in
+  test_live.py (test_raw_socket_handshake_is_unattributed, test_socketless_listener_...).
+* A's own address arriving on `va` from B -> `local-source-from-wire`.
+* negative control: real TCP exchanges with data both ways raise none of the TCP kinds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from netnskit import PYTHON, NetNS, can_run
+from test_live import (A4, A6, B4, B6, client, one_conn, pair,
+                       parse_jsonl, server, show, sniffing)
+
+pytestmark = pytest.mark.skipif(can_run() is not None, reason=str(can_run()))
+
+TCP_KINDS = {"rst-injection", "data-injection", "ttl-anomaly", "out-of-window"}
+STEP = 0.1  # seconds between the streaming server's chunks
+CHUNK = 16  # bytes per chunk (the forged segment has the same length)
+
+
+def alerts_of(snf, path) -> list[dict]:
+    assert path.exists(), f"no alerts file; stderr:\n{snf.stderr}"
+    return parse_jsonl(path.read_text(encoding="utf-8"), str(path))
+
+
+def of_kind(alerts: list[dict], *kinds: str) -> list[dict]:
+    return [a for a in alerts if a.get("kind") in kinds]
+
+
+def assert_names(alert: dict, rec: dict, src: str, sport: int, dst: str, dport: int) -> None:
+    """The alert is about `rec`'s connection, with the offending packet's sender as src."""
+    got = (alert.get("src"), alert.get("sport"), alert.get("dst"), alert.get("dport"))
+    assert got == (src, sport, dst, dport), f"alert names {got}:\n{show([alert])}"
+    assert alert.get("uid") == rec.get("uid"), \
+        f"alert uid {alert.get('uid')} is not the connection's:\n{show([alert, rec])}"
+    if "community_id" in rec:
+        assert alert.get("community_id") == rec["community_id"], show([alert, rec])
+
+
+# ------------------------------------------------------------------------------- holders
+
+STREAM_SERVER = r'''
+set_name("snf-stream")
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("0.0.0.0", PORT))
+lst.listen(4)
+HELD = [lst]
+
+def stream():
+    c, _ = lst.accept()
+    HELD.append(c)
+    for i in range(int(20 / STEP)):
+        try:
+            c.sendall(b"REAL%011d\n" % i)
+        except OSError:
+            break
+        time.sleep(STEP)
+
+threading.Thread(target=stream, daemon=True).start()
+ready(port=PORT)
+'''
+
+READER = r'''
+set_name("snf-reader")
+s = socket.create_connection((DST, PORT), timeout=5)
+s.settimeout(None)
+
+def drain():
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+
+threading.Thread(target=drain, daemon=True).start()
+ready(port=s.getsockname()[1], fd=s.fileno())
+'''
+
+BULK_CLIENT = r'''
+set_name("snf-bulk")
+out = []
+for fam, dst in TARGETS:
+    s = socket.socket(socket.AF_INET6 if fam == 6 else socket.AF_INET)
+    s.settimeout(10)
+    s.connect((dst, PORT))
+    data = os.urandom(SIZE)
+    t = threading.Thread(target=s.sendall, args=(data,), daemon=True)
+    t.start()
+    got = b""
+    while len(got) < SIZE:
+        d = s.recv(65536)
+        assert d, "echo ended early"
+        got += d
+    t.join()
+    assert got == data
+    out.append([dst, s.getsockname()[1], s.fileno()])
+ready(conns=out)
+'''
+
+# Sniff one data segment of the server on `iface`, then send a forged frame with the server's
+# next sequence number: a RST ("rst") or CHUNK other bytes ("data").
+INJECT = r"""
+import json, sys
+from scapy.all import Ether, IP, TCP, Raw, sendp, sniff
+iface, smac, dmac, src, dst, sport, dport, mode, chunk = sys.argv[1:10]
+sport, dport, chunk = int(sport), int(dport), int(chunk)
+
+def data_len(p):
+    return p[IP].len - p[IP].ihl * 4 - p[TCP].dataofs * 4
+
+def is_server_data(p):
+    return (IP in p and TCP in p and p[IP].src == src and p[IP].dst == dst
+            and p[TCP].sport == sport and p[TCP].dport == dport and data_len(p) > 0)
+
+got = sniff(iface=iface, count=1, timeout=8, lfilter=is_server_data)
+if not got:
+    sys.exit("no server data segment seen")
+p = got[0]
+nxt = (p[TCP].seq + data_len(p)) & 0xFFFFFFFF
+frame = Ether(src=smac, dst=dmac) / IP(src=src, dst=dst, ttl=p[IP].ttl)
+if mode == "rst":
+    frame /= TCP(sport=sport, dport=dport, flags="RA", seq=nxt, ack=p[TCP].ack, window=0)
+else:
+    frame /= TCP(sport=sport, dport=dport, flags="PA", seq=nxt, ack=p[TCP].ack,
+                 window=p[TCP].window) / Raw(b"F" * chunk)
+sendp(frame, iface=iface, verbose=0)
+print(json.dumps({"seq": nxt, "ack": p[TCP].ack, "after_seq": p[TCP].seq}))
+"""
+
+SPOOF = r"""
+import sys
+from scapy.all import Ether, IP, UDP, Raw, sendp
+iface, smac, dmac, src, dst, sport, dport = sys.argv[1:8]
+frame = Ether(src=smac, dst=dmac) / IP(src=src, dst=dst) / UDP(sport=int(sport), dport=int(dport))
+sendp([frame / Raw(b"spoofed %d" % i) for i in range(3)], iface=iface, inter=0.05, verbose=0)
+print("ok")
+"""
+
+
+def inject(b: NetNS, a: NetNS, mode: str, sport: int, dport: int) -> dict:
+    """Run INJECT in B (frames out of vb to va's MAC); returns what it sent."""
+    proc = b.run(PYTHON, "-c", INJECT, "vb", b.mac("vb"), a.mac("va"), B4, A4, sport, dport,
+                 mode, CHUNK, timeout=30, check=False)
+    assert proc.returncode == 0, f"injector failed: {proc.stdout}{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def stream_and_inject(tmp_path, mode: str, port: int):
+    """A's reader connected to B's streaming server, sniffed on va, `mode` injected from B.
+    Returns (records, alerts, reader info, what was injected)."""
+    pytest.importorskip("scapy")
+    alerts_file = tmp_path / "alerts.jsonl"
+    with pair() as (a, b):
+        b.spawn(f"PORT, STEP = {port}, {STEP}\n" + STREAM_SERVER)
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            rd = a.spawn(f"DST, PORT = {B4!r}, {port}\n" + READER)
+            time.sleep(3 * STEP)  # a few genuine chunks first: TTL profiles, a window
+            sent = inject(b, a, mode, port, rd["port"])
+            time.sleep(5 * STEP)  # the real server keeps writing
+            snf.stop()
+        recs, alerts = snf.records(), alerts_of(snf, alerts_file)
+    if os.environ.get("SNF_SHOW_ALERTS"):
+        print(show(alerts))
+    return recs, alerts, rd, sent
+
+
+# =============================================================================== tests
+
+def test_forged_rst_against_a_real_connection(tmp_path):
+    port = 5101
+    recs, alerts, rd, sent = stream_and_inject(tmp_path, "rst", port)
+    rec = one_conn(recs, "tcp", B4, port, A4, rd["port"])
+    assert "R" in rec.get("history", "").upper(), show([rec])
+    found = of_kind(alerts, "rst-injection")
+    assert found, f"no rst-injection; alerts:\n{show(alerts)}\nrecord:\n{show([rec])}"
+    # The forged RST claims to be the server: the server's side is the one contradicted.
+    assert all(x["src"] == B4 for x in found), show(found)
+    alert = next(x for x in found if x["evidence"].get("detector") == "data_after_rst")
+    assert_names(alert, rec, B4, port, A4, rd["port"])
+    assert alert["evidence"]["rst"]["seq"] == sent["seq"], show([alert])
+    assert alert["evidence"]["after"]["len"] > 0, show([alert])
+    assert not of_kind(alerts, "data-injection"), show(alerts)
+
+
+def test_injected_data_racing_a_real_server(tmp_path):
+    port = 5102
+    recs, alerts, rd, sent = stream_and_inject(tmp_path, "data", port)
+    rec = one_conn(recs, "tcp", B4, port, A4, rd["port"])
+    found = of_kind(alerts, "data-injection")
+    assert found, f"no data-injection; alerts:\n{show(alerts)}\nrecord:\n{show([rec])}"
+    alert = next(x for x in found if x["evidence"].get("detector") == "overlap_diff")
+    assert_names(alert, rec, B4, port, A4, rd["port"])
+    ev = alert["evidence"]
+    assert ev["second"]["seq"] == sent["seq"] and ev["overlap_len"] == CHUNK, show([alert])
+    assert ev["first"]["head"].startswith("F") and ev["second"]["head"].startswith("REAL"), \
+        f"the forged copy came first, the real one second:\n{show([alert])}"
+    assert not of_kind(alerts, "rst-injection"), show(alerts)
+
+
+# The raw-socket handshake (no socket, unattributed, no injection alert) is
+# tests/test_live.py::test_raw_socket_handshake_is_unattributed, which runs with --alerts.
+
+
+def test_own_address_arriving_on_the_wire(tmp_path):
+    """B sends UDP with A's address as source to A (another of A's addresses, so it is not
+    LAND): the kernel's address list alone makes it `local-source-from-wire`."""
+    pytest.importorskip("scapy")
+    alerts_file = tmp_path / "alerts.jsonl"
+    other = "10.98.0.11"
+    with pair() as (a, b):
+        a.run("ip", "addr", "add", f"{other}/24", "dev", "va")
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            proc = b.run(PYTHON, "-c", SPOOF, "vb", b.mac("vb"), a.mac("va"), A4, other,
+                         "4444", "5555", timeout=30, check=False)
+            assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+            time.sleep(0.3)
+            snf.stop()
+        recs, alerts = snf.records(), alerts_of(snf, alerts_file)
+    rec = one_conn(recs, "udp", other, 5555, A4, 4444)
+    found = of_kind(alerts, "local-source-from-wire")
+    assert len(found) == 1, f"alerts:\n{show(alerts)}"
+    alert = found[0]
+    assert alert["proto"] == "udp", show([alert])
+    assert_names(alert, rec, A4, 4444, other, 5555)
+    assert alert["severity"] == "high" and alert["evidence"]["pkttype"] == 0, show([alert])
+    assert alert["evidence"]["local_addr"] == A4, show([alert])
+    assert alert["evidence"].get("repeats") == 2, show([alert])
+
+
+def test_normal_exchange_raises_no_tcp_alert(tmp_path):
+    """Negative control: 256 KiB echoed over IPv4 and IPv6, and a short exchange each way."""
+    alerts_file = tmp_path / "alerts.jsonl"
+    size = 256 * 1024
+    with pair() as (a, b):
+        server(b, "snf-srv", [["tcp", 4, "0.0.0.0", 5104], ["tcp", 6, "::", 5104]])
+        server(a, "snf-srv", [["tcp", 4, "0.0.0.0", 5105]])
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            bulk = a.spawn(f"TARGETS, PORT, SIZE = {[[4, B4], [6, B6]]!r}, 5104, {size}\n"
+                           + BULK_CLIENT)
+            cli_b = client(b, "snf-cli", [["tcp", 4, A4, 5105]])
+            time.sleep(0.5)
+            snf.stop()
+        recs, alerts = snf.records(), alerts_of(snf, alerts_file)
+    for dst, lport, _ in bulk["conns"]:
+        rec = one_conn(recs, "tcp", dst, 5104, A4 if dst == B4 else A6, lport)
+        assert rec.get("orig_bytes", 0) >= size and rec.get("resp_bytes", 0) >= size, \
+            show([rec])
+    (_, laddr, lport, _), = cli_b["conns"]
+    one_conn(recs, "tcp", A4, 5105, laddr, lport)
+    bad = of_kind(alerts, *TCP_KINDS)
+    assert not bad, f"false alerts on normal traffic:\n{show(bad)}"
