@@ -255,8 +255,7 @@ class _Closing:
 
 def _report(live: Live) -> None:
     s = live.stats
-    alerts = sum(n for k, n in s.items() if k.startswith("alert:"))
     print(f"sniffer: {s['packets']} packets captured on {live.capture.interface}, "
-          f"{s['kernel_dropped']} dropped by the kernel, {live.finished} connections"
-          + (f", {alerts} alerts" if live.detectors is not None else ""),
+          f"{s['kernel_dropped']} kernel drops, {live.finished} connections"
+          + (f", {len(live.detectors.alerts)} alerts" if live.detectors is not None else ""),
           file=sys.stderr)

@@ -49,6 +49,22 @@ def _run(argv, *, timeout=20, check=True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def read_terminal(pid: int, fd: int, timeout: float = 30) -> str:
+    """Everything a `pty.fork()` child wrote to its terminal until it exited (decoded)."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
 def can_run() -> str | None:
     """None if this machine can run the netns tests, else the reason it cannot."""
     if os.geteuid() != 0:

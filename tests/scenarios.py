@@ -453,6 +453,75 @@ def capture_loss():
     return close(s).pkts
 
 
+def tso_super_segment():
+    # Captured on the sending host with TSO/GSO: the stack hands the NIC one 30000-byte segment
+    # (IP total length to match, far beyond the 1460-byte MSS); the NIC cuts it up on the wire.
+    s = established()
+    body = bytes(range(256)) * 117 + bytes(48)  # 30000 bytes
+    base = s.seq[True]
+    s.send(True, "PA", body)
+    s.send(False, "A")  # the server acknowledges the whole range
+    s.send(False, "PA", b"HTTP/1.1 200 OK\r\n\r\n")
+    s.send(True, "A")
+    # later, a (spurious) retransmission of part of that range, as normal-MSS segments
+    for off in range(0, 4380, 1460):
+        s.send(True, "A", body[off:off + 1460], seq=base + off, dt=0.2 if off == 0 else 0.001)
+    s.send(False, "A")
+    return close(s).pkts
+
+
+def checksum_offload():
+    # Captured on the sending host with checksum offload: the client's outgoing segments carry
+    # the checksum the stack left for the NIC to fill in (wrong as captured).
+    s = established()
+    s.send(True, "PA", b"POST /x HTTP/1.1\r\nContent-Length: 2000\r\n\r\n")
+    s.send(True, "A", b"p" * 1000)
+    s.send(True, "A", b"q" * 1000)
+    s.send(False, "A")
+    s.send(False, "PA", b"HTTP/1.1 200 OK\r\n\r\n")
+    s.send(True, "A")
+    close(s)
+    for p in s.pkts:
+        if p[IP].src == C:  # every outgoing segment, the SYN too
+            p[TCP].chksum = 0x1234  # a pseudo-header sum, as the stack leaves it for the NIC
+    return s.pkts
+
+
+def paws_old_timestamp():
+    # TCP timestamps on every segment; a retransmission (same bytes) carries an old TSval
+    # (a retransmitting stack may reuse the original's), then a zero-window probe.
+    s = Session()
+    tsv = {True: 100_000, False: 700_000}
+    def send(from_client, flags, payload=b"", tsval=None, **kw):
+        p = s.send(from_client, flags, payload, **kw)
+        tsv[from_client] += 10
+        mine = tsv[from_client] if tsval is None else tsval
+        p[TCP].options = [("NOP", None), ("NOP", None),
+                          ("Timestamp", (mine, tsv[not from_client] if "A" in flags else 0))]
+        return p
+    send(True, "S")
+    send(False, "SA")
+    send(True, "A")
+    send(True, "PA", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    send(False, "A")
+    seg_seq, seg_ts = s.seq[False], tsv[False] + 10
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"w" * 1000
+    send(False, "PA", data)
+    send(False, "A", b"v" * 1000, dt=0.05)
+    send(False, "PA", data, seq=seg_seq, tsval=seg_ts - 5, dt=0.3)  # retransmission, old TSval
+    send(True, "A", window=0)  # the client's buffer is full
+    send(False, "A", b"u", advance=False, dt=0.2)  # window probe: the next byte
+    send(True, "A", window=0)
+    send(False, "A", b"u", advance=False, dt=0.4, tsval=seg_ts - 5)  # probe, old TSval again
+    send(True, "A", window=8192)
+    send(False, "A", b"u" * 300)
+    send(True, "A")
+    send(False, "FA")
+    send(True, "FA")
+    send(False, "A")
+    return s.pkts
+
+
 def _k(*kinds):
     return frozenset(kinds)
 
@@ -525,6 +594,13 @@ SCENARIOS = [
     _tcp("route-flap-and-rst-exchange", "a TTL flap of one hop, then a genuine RST exchange",
          route_flap_and_rst_exchange),
     _tcp("capture-loss", "the sensor misses 5 MB of data and its ACKs", capture_loss),
+    _tcp("tso-super-segment", "TSO on the sender: one 30000-byte segment (MSS 1460), ACKed, "
+         "then part of it resent as MSS-sized segments, same bytes", tso_super_segment),
+    _tcp("checksum-offload", "checksum offload: the client's segments captured with wrong TCP "
+         "checksums (dropped before the detectors: weird bad_TCP_checksum, history C)",
+         checksum_offload),
+    _tcp("paws-old-timestamp", "TCP timestamps: a same-bytes retransmission and a window probe "
+         "with an old TSval", paws_old_timestamp),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 assert len(BY_NAME) == len(SCENARIOS)

@@ -29,7 +29,7 @@ import time
 import pytest
 
 from netnskit import PYTHON, NetNS, can_run
-from test_live import (A4, A6, B4, B6, client, one_conn, pair,
+from test_live import (A4, A6, B4, B6, client, dashboard_screen, one_conn, pair,
                        parse_jsonl, server, show, sniffing)
 
 pytestmark = pytest.mark.skipif(can_run() is not None, reason=str(can_run()))
@@ -271,3 +271,22 @@ def test_normal_exchange_raises_no_tcp_alert(tmp_path):
     one_conn(recs, "tcp", A4, 5105, laddr, lport)
     bad = of_kind(alerts, *TCP_KINDS)
     assert not bad, f"false alerts on normal traffic:\n{show(bad)}"
+
+
+def test_dashboard_shows_alerts_with_their_connection(tmp_path):
+    """The live dashboard (80 columns) lists an alert with its kind and its connection."""
+    pytest.importorskip("scapy")
+    other = "10.98.0.11"
+    with pair() as (a, b):
+        a.run("ip", "addr", "add", f"{other}/24", "dev", "va")
+
+        def spoof() -> None:
+            proc = b.run(PYTHON, "-c", SPOOF, "vb", b.mac("vb"), a.mac("va"), A4, other,
+                         "4444", "5555", timeout=30, check=False)
+            assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+        screen, lines = dashboard_screen(a, spoof, "--detect")
+    assert "alerts (" in screen, screen[-3000:]
+    assert "local-source-from-wire" in screen and f"{A4}:4444 -> {other}:5555" in screen, \
+        screen[-3000:]
+    assert max(len(ln) for ln in lines) <= 80, max(lines, key=len)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from netnskit import PYTHON, ROOT, NetNS, _run, can_run, unprivileged
+from netnskit import PYTHON, ROOT, NetNS, _run, can_run, read_terminal, unprivileged
 
 pytestmark = pytest.mark.skipif(can_run() is not None, reason=str(can_run()))
 
@@ -696,36 +696,31 @@ def test_unprivileged_is_one_line_exit_2(tmp_path):
     assert lines[0].startswith("sniffer: "), lines[0]
 
 
-def test_dashboard_at_80_columns(tmp_path):
-    """On a terminal of 80 columns, the dashboard fits, and shows the interface, the rate,
-    the drops, the active connections with their owner and verdict."""
+def dashboard_screen(ns: NetNS, action, *extra: str, duration: int = 4) -> tuple[str, list[str]]:
+    """Run `sniffer live` in `ns` on a pseudo-terminal of 80x30, call `action()` 2 s in, and
+    return what the terminal showed (escape sequences removed) and its lines."""
     import fcntl
     import pty
     import re
     import struct
     import termios
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("ip", ["ip", "netns", "exec", ns.name, PYTHON, "-m", "sniffer", "live",
+                         "-i", "va", "--duration", str(duration), *ENGINE_ARGS, *extra])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    time.sleep(2.0)
+    action()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", read_terminal(pid, fd))
+    return screen, [ln.rstrip("\r") for ln in screen.splitlines()]
+
+
+def test_dashboard_at_80_columns(tmp_path):
+    """On a terminal of 80 columns, the dashboard fits, and shows the interface, the rate,
+    the drops, the active connections with their owner and verdict."""
     with pair() as (a, b):
         server(b, "snf-srv", [["tcp", 4, "0.0.0.0", 5002]])
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execvp("ip", ["ip", "netns", "exec", a.name, PYTHON, "-m", "sniffer", "live",
-                             "-i", "va", "--duration", "4", *ENGINE_ARGS])
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-        time.sleep(2.0)
-        client(a, "snf-cli", [["tcp", 4, B4, 5002]])
-        chunks = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        os.waitpid(pid, 0)
-    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
-    lines = [ln.rstrip("\r") for ln in screen.splitlines()]
+        screen, lines = dashboard_screen(a, lambda: client(a, "snf-cli", [["tcp", 4, B4, 5002]]))
     assert "sniffer live" in screen and "va" in screen and "pkt/s" in screen and "drops" in screen
     assert "active connections" in screen and "needs attention" in screen
     assert "snf-cli" in screen or "attributed" in screen, screen[-3000:]

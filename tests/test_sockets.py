@@ -22,8 +22,8 @@ from collections import Counter
 
 import pytest
 
-from netnskit import (PYTHON, ROOT, SCHEMA_STATES, NetNS, Sock, can_run, json_sock,
-                      netns, norm_addr, parse_ss, parse_ss_lines, spawn_unshared,
+from netnskit import (PYTHON, ROOT, SCHEMA_STATES, NetNS, Sock, can_run, json_sock, netns,
+                      norm_addr, parse_ss, parse_ss_lines, read_terminal, spawn_unshared,
                       unprivileged)
 
 if _reason := can_run():
@@ -907,17 +907,7 @@ ready()
     if pid == 0:
         os.environ["COLUMNS"] = "200"
         os.execv(PYTHON, [PYTHON, "-m", "sniffer", "sockets", "-tlnp", "--netns", netns.name])
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.waitpid(pid, 0)
-    screen = b"".join(chunks).decode("utf-8", "replace")
+    screen = read_terminal(pid, fd)
     for column in ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State",
                    "User", "PID/Program name"):
         assert column in screen

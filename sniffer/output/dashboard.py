@@ -2,7 +2,8 @@
 
 A header (interface, packet rate, kernel drops, active connections, verdicts worth attention),
 the busiest active connections with their owner and provisional verdict, and the latest
-finished connections that nobody accounts for. Built for 80 columns and wider; every string
+finished connections that nobody accounts for, and (with `--detect`/`--alerts`) the latest
+alerts with the connection they belong to. Built for 80 columns and wider; every string
 that comes from packets or processes is shown literally.
 """
 
@@ -18,6 +19,7 @@ from rich.text import Text
 
 from sniffer.output.console import literal
 
+SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
 VERDICT_STYLE = {"attributed": "green", "kernel": "cyan", "refused": "yellow",
                  "unattributed": "bold red", "not-local": "dim", "unknown": "magenta"}
 
@@ -84,6 +86,25 @@ class Dashboard:
                                  literal(f"{c.proto} {c.orig_h}:{c.orig_p} -> {c.resp_h}:{c.resp_p} "),
                                  literal("; ".join(c.evidence or []), "dim"))
             recent.add_row(line)
-        return Group(head, Panel(conns, title="active connections", title_align="left"),
-                     Panel(recent or Text("nothing unaccounted for", style="green"),
-                           title="needs attention", title_align="left"))
+        panels = [head, Panel(conns, title="active connections", title_align="left"),
+                  Panel(recent or Text("nothing unaccounted for", style="green"),
+                        title="needs attention", title_align="left")]
+        if live.detectors is not None:
+            panels.append(self._alerts(live.detectors.alerts))
+        return Group(*panels)
+
+    @staticmethod
+    def _alerts(alerts: list, rows: int = 5) -> Panel:
+        """The latest alerts: severity, kind, the connection (5-tuple and uid), the summary."""
+        lines = Table(box=None, expand=True, show_header=False, pad_edge=False)
+        lines.add_column(overflow="fold")
+        for a in alerts[-rows:][::-1]:
+            where = f"{a.proto or '-'} {a.src or '*'}:{a.sport if a.sport is not None else '*'}" \
+                    f" -> {a.dst or '*'}:{a.dport if a.dport is not None else '*'}"
+            repeats = a.evidence.get("repeats")
+            lines.add_row(Text.assemble(
+                (f"{a.severity:<7}", SEVERITY_STYLE.get(a.severity, "")), (f"{a.kind} ", "bold"),
+                literal(where + (f" {a.uid}" if a.uid else "") + " "),
+                literal(a.summary + (f" (x{repeats + 1})" if repeats else ""), "dim")))
+        return Panel(lines if alerts else Text("no alerts", style="green"),
+                     title=f"alerts ({len(alerts)})", title_align="left")
