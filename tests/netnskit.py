@@ -99,6 +99,20 @@ def desc(s, **extra):
     d.update(extra)
     return d
 
+KEEP = []  # sockets the child holds open until it exits
+
+def udp(fam, bind=None, connect=None, dev=None):
+    """A UDP socket, optionally bound to a device and an address, and connected; kept open."""
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    if dev:
+        u.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+    if bind:
+        u.bind(bind)
+    if connect:
+        u.connect(connect)
+    KEEP.append(u)
+    return u
+
 def hold():
     """Block until stdin closes (the test ends us), then exit without cleanup."""
     while True:

@@ -20,9 +20,9 @@ from sniffer.capture import open_capture
 from sniffer.errors import BadInputError
 from sniffer.stats import Stats
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+from pcapkit import CORPUS, ROOT
+
 LINKTYPES = CORPUS / "linktypes"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def read_all(paths, stats=None):

@@ -56,7 +56,8 @@ from sniffer.decode import (
 from sniffer.stats import Stats
 from sniffer.netset import NetSet
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+from pcapkit import CORPUS
+
 LINKTYPES_DIR = CORPUS / "linktypes"
 EXPECTED = LINKTYPES_DIR / "expected"
 

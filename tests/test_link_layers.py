@@ -45,7 +45,8 @@ from sniffer.decode.l2.ethernet import ethernet_at
 from sniffer.decode.links import ETHERTYPES, UNSUPPORTED_ETHERTYPES, LinkAnomaly
 from sniffer.stats import Stats
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+from pcapkit import CORPUS
+
 LINKTYPES_DIR = CORPUS / "linktypes"
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 

@@ -184,16 +184,6 @@ def time_wait(l, addr):
     d = desc(c)
     c.close(); assert s.recv(1) == b""; s.close()
     return d
-def udp(fam, bind=None, connect=None, dev=None):
-    u = socket.socket(fam, socket.SOCK_DGRAM)
-    if dev:
-        u.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
-    if bind:
-        u.bind(bind)
-    if connect:
-        u.connect(connect)
-    keep.append(u)
-    return u
 l4 = listener(socket.AF_INET, "127.0.0.1")
 l6 = listener(socket.AF_INET6, "::1", v6only=1)
 ld = listener(socket.AF_INET6, "::", v6only=0)
@@ -441,17 +431,6 @@ def test_tcp_listening_and_connected_v4_v6(netns):
 
 UDP = r'''
 set_name("snf-udp")
-keep = []
-def udp(fam, bind=None, connect=None, dev=None):
-    u = socket.socket(fam, socket.SOCK_DGRAM)
-    if dev:
-        u.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
-    if bind:
-        u.bind(bind)
-    if connect:
-        u.connect(connect)
-    keep.append(u)
-    return u
 b4 = udp(socket.AF_INET, bind=("127.0.0.1", 0))
 c4 = udp(socket.AF_INET, connect=b4.getsockname())
 b6 = udp(socket.AF_INET6, bind=("::1", 0))
