@@ -965,19 +965,35 @@ sys.stdin.read()
 
 def test_watch_overflow_is_reported_and_recovered(netns):
     """With a tiny event buffer the kernel drops destroy events: sniffer says so (`resync`),
-    re-dumps, and keeps watching."""
+    re-dumps, and keeps watching.
+
+    The watcher is stopped (SIGSTOP) during the burst so the overflow is certain, and its
+    output is drained as it comes: a full pipe would block it before it could report."""
     srv = netns.spawn(SERVER)
     p1, p2 = srv["l1"]["local"][1], srv["l2"]["local"][1]
     w = subprocess.Popen([PYTHON, "-m", "sniffer", "sockets", "--watch", "--json", "-t",
                           "--watch-buffer", "4096", "--netns", netns.name],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(w.stdout), daemon=True)
     try:
         assert json.loads(w.stdout.readline())["event"] == "watching"
-        netns.run(PYTHON, "-c", CLIENT, str(p1), str(p2), "500", timeout=60)
-        time.sleep(1.5)
+        reader.start()
+        w.send_signal(signal.SIGSTOP)
+        try:
+            netns.run(PYTHON, "-c", CLIENT, str(p1), str(p2), "500", timeout=60)
+            time.sleep(0.3)  # let the kernel's destroy work queue run
+        finally:
+            w.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any('"resync"' in ln for ln in list(lines)):
+            time.sleep(0.05)
+        time.sleep(0.5)
     finally:
         w.send_signal(signal.SIGINT)
-        out, err = w.communicate(timeout=30)
-    events = Counter(json.loads(line)["event"] for line in out.splitlines() if line.strip())
+        w.wait(timeout=30)
+        reader.join(timeout=5)
+        err = w.stderr.read()
+    events = Counter(json.loads(line)["event"] for line in lines if line.strip())
     assert w.returncode in (0, 130) and "Traceback" not in err, err
     assert events["resync"] >= 1 and events["destroy"] >= 1, events
