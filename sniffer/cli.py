@@ -60,6 +60,9 @@ def detect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-addr", action="append", default=[], metavar="ADDR",
                    help="an address of the capturing host, for local-source-from-wire "
                         "(repeatable; added to those a recording or the kernel reports)")
+    p.add_argument("--detect-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a detector threshold, e.g. syn_flood_half_open=50 (repeatable; "
+                        "the names are in docs/detectors.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

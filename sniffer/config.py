@@ -99,3 +99,27 @@ class Settings:
     backscatter_window: float = 60.0
     backscatter_grace: float = 2.0  # replies this soon after the capture began may answer
                                      # requests sent before it
+
+
+# The detector settings `--detect-set NAME=VALUE` may change (docs/detectors.md, "Settings").
+DETECT_SETTINGS = ("detect_max_alerts", "syn_flood_half_open", "syn_flood_window", "syn_flood_isns",
+                   "port_scan_ports", "port_scan_hosts", "port_scan_window",
+                   "backscatter_threshold", "backscatter_window", "backscatter_grace")
+
+
+def apply_detect_setting(settings: Settings, spec: str) -> None:
+    """One `--detect-set NAME=VALUE`: a positive number of the setting's own type."""
+    name, sep, value = spec.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or name not in DETECT_SETTINGS:
+        raise UsageError(f"--detect-set: want NAME=VALUE with NAME one of "
+                         f"{', '.join(DETECT_SETTINGS)}; got {spec!r}")
+    kind = type(getattr(settings, name))
+    try:
+        number = kind(value.strip())
+    except ValueError:
+        raise UsageError(f"--detect-set {name}: not a{'n integer' if kind is int else ' number'}: "
+                         f"{value.strip()!r}") from None
+    if not number > 0:
+        raise UsageError(f"--detect-set {name}: must be greater than 0, got {value.strip()!r}")
+    setattr(settings, name, number)

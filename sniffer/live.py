@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, metavar="N", help="stop after N packets")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between kernel snapshots (default 1)")
+    p.add_argument("--hidden-interval", type=float, default=10.0, metavar="S",
+                   help="with --alerts/--detect: compare sock_diag with /proc/net for hidden "
+                        "sockets every S seconds (default 10; 0: never)")
+    p.add_argument("--bind-probe", action="store_true",
+                   help="the hidden-socket check also tries bind() on every port, as unhide-tcp "
+                        "does (a few seconds of CPU per check; see docs/detectors.md)")
     p.add_argument("--buffer", type=int, default=256, metavar="MIB",
                    help="capture ring size in MiB (default 256): bursts wait here while the "
                         "engine catches up")
@@ -82,7 +88,7 @@ class Live:
     def kernel_event(self, ts: float, ev: dict) -> None:
         self.view.event(ts, ev)
         if self.detectors is not None:
-            self.detectors.kernel_event(ev)
+            self.detectors.kernel_event(ts, ev)
         if self.recorder is not None:
             self.recorder.custom(ev["kind"], ev, ts)
 
@@ -116,6 +122,8 @@ class Live:
         now = time.time()
         self.monitor.addresses(now)
         self.monitor.snapshot(now)
+        if self.detectors is not None and args.hidden_interval > 0:
+            self.monitor.start_hidden_checks(args.hidden_interval, args.bind_probe)
         start = time.monotonic()
         next_snapshot = start + args.interval
         next_tick = start + 0.05
@@ -153,6 +161,8 @@ class Live:
                 self.monitor.poll(ts_now)
                 for w in self.writers:  # records reach their readers within a tick
                     w.flush()
+                if self.detectors is not None:
+                    self.detectors.write_settled(ts_now)
                 if mono >= next_snapshot:
                     next_snapshot = mono + args.interval
                     self.monitor.snapshot(ts_now)
@@ -179,8 +189,7 @@ class Live:
         if self.recorder is not None:
             self.recorder.close()
         if self.detectors is not None:  # last: a file that cannot be written loses only these
-            from sniffer.detect.engine import save_alerts
-            save_alerts(self.detectors, self.args.alerts, self.args.alerts_format)
+            self.detectors.close()
 
 
 def run_live(args: argparse.Namespace) -> int:

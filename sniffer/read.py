@@ -8,7 +8,7 @@ import sys
 from typing import TextIO
 
 from sniffer.capture import open_capture
-from sniffer.config import Settings, parse_net, parse_ports
+from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports
 from sniffer.correlate import KernelView
 from sniffer.decode import Decoder
 from sniffer.errors import BadInputError, SnifferError
@@ -27,6 +27,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
     if args.local_net:
         settings.local_nets = [parse_net(n, "--local-net") for n in args.local_net]
+    for spec in getattr(args, "detect_set", ()):
+        apply_detect_setting(settings, spec)
     return settings
 
 
@@ -58,7 +60,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
 
         def on_custom(ts: float, ev: dict) -> None:
             view.event(ts, ev)
-            detectors.kernel_event(ev)
+            detectors.kernel_event(ts, ev)
 
     table = FlowTable(settings, stats, judged if detectors is None else observed, decoder)
     table.weird_sink = weird
@@ -71,7 +73,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     packets = wire_bytes = 0
     error = None
     try:
-        packets_in = open_capture(paths, stats, on_custom)
+        packets_in = open_capture(paths, stats, on_custom, directions=detectors is not None)
         if detectors is not None:
             packets_in = _directed(packets_in, detectors)
         if advance is not None:
@@ -104,11 +106,12 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
 
 
 def _directed(packets, detectors):
-    """Tell the detectors each frame's direction and device kind, where the link layer says."""
+    """Tell the detectors each frame's direction (a pcapng EPB's flags, or the link layer's
+    own header) and device kind; pass the packet on without it."""
     frame = detectors.frame
-    for p in packets:
-        frame(p[1], p[2])
-        yield p
+    for ts, linktype, data, wirelen, pkttype in packets:
+        frame(linktype, data, pkttype)
+        yield ts, linktype, data, wirelen
 
 
 def _stamped(packets, stats: LoggedStats):
@@ -220,7 +223,7 @@ def run_read(args: argparse.Namespace) -> int:
     else:
         from sniffer.output.weird import Weird
         stats = LoggedStats(lambda name, ts: weirds.write(Weird(ts, name, source="decode")))
-    from sniffer.detect.engine import from_args, save_alerts
+    from sniffer.detect.engine import from_args
     detectors = from_args(args, settings, stats)
     try:
         if sys.stderr.isatty():
@@ -231,8 +234,9 @@ def run_read(args: argparse.Namespace) -> int:
                                     detectors)
         else:
             error = run_packets(args.files, settings, stats, output.emit, None, weird, detectors)
-        save_alerts(detectors, args.alerts, args.alerts_format)
     finally:
+        if detectors is not None:  # even when interrupted: the alerts raised so far
+            detectors.close()
         if weirds is not None:
             weirds.close()
             weirds.out.close()

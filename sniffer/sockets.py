@@ -55,6 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-buffer", type=int, default=32 << 20, metavar="BYTES",
                    help="--watch: kernel buffer for destroy events (default 32 MiB); when it "
                         "overflows, sniffer re-dumps and says so")
+    p.add_argument("--hidden", action="store_true",
+                   help="instead of sockets: look for hidden ones (sock_diag against /proc/net); "
+                        "exit status 1 when one is found")
+    p.add_argument("--bind-probe", action="store_true",
+                   help="--hidden: also try bind() on every TCP and UDP port, as unhide-tcp does")
 
 
 class Filter:
@@ -126,6 +131,8 @@ def run_sockets(args: argparse.Namespace) -> int:
     protos = protocols(args)
     if args.addresses:
         return _addresses(args, spaces)
+    if args.hidden:
+        return _hidden(args, spaces, protos)
     if args.watch:
         return _watch(args, spaces, protos, families, keep)
     # A one-shot listing allocates a few objects per socket and frees none of them before it
@@ -207,6 +214,28 @@ def _watch(args, spaces, protos, families, keep) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _hidden(args: argparse.Namespace, spaces: list[nsmod.Netns], protos: set[str]) -> int:
+    """`--hidden`: one line (or JSON object) per hidden socket; status 1 when there is one."""
+    from sniffer.kernel.hidden import check
+    from sniffer.output.safe import escape_controls
+
+    found = []
+    for ns in spaces:
+        found += check(ns, probe=args.bind_probe, protos=protos & {"tcp", "udp"})
+    if args.json:
+        import json
+        sys.stdout.write("".join(json.dumps(h.to_json()) + "\n" for h in found))
+    else:
+        for h in found:
+            sys.stdout.write(f"hidden socket in {escape_controls(h.netns)}: {h.summary()}\n")
+        if not found:
+            views = "sock_diag, /proc/net" + (" and a bind probe of every port" if args.bind_probe
+                                              else "")
+            sys.stdout.write(f"no hidden sockets in {len(spaces)} namespace(s): {views} agree\n")
+    sys.stdout.flush()
+    return 1 if found else 0
 
 
 def _addresses(args: argparse.Namespace, spaces: list[nsmod.Netns]) -> int:

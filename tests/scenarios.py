@@ -216,18 +216,43 @@ def traceroute():
     # UDP probes out, time-exceeded and port-unreachable back, all quoting them.
     pkts = []
     t = 1005.0
-    for i in range(10):
+    for i in range(30):  # 30 hops: 30 ports of one host, unanswered by UDP
         probe = Ether(**ETH) / IP(src="10.0.0.9", dst="93.184.216.34", ttl=i + 1) / \
             UDP(sport=40000, dport=33434 + i)
         probe.time = t
         t += 0.05
-        code_type = (11, 0) if i < 9 else (3, 3)
+        code_type = (11, 0) if i < 29 else (3, 3)
         reply = Ether(**ETH) / IP(src=f"10.{i}.0.1", dst="10.0.0.9") / \
             ICMP(type=code_type[0], code=code_type[1]) / bytes(probe[IP])[:28]
         reply.time = t
         t += 0.05
         pkts += [probe, reply]
     return pkts
+
+
+def udp_port_scan():
+    # nmap -sU of 40 ports: empty probes, a few closed ports answering ICMP port unreachable
+    # (Linux rate-limits them), the rest silent.
+    pkts = []
+    for port in range(1000, 1040):
+        probe = Ether(**ETH) / IP(src="10.9.9.9", dst="10.0.0.1") / UDP(sport=53211, dport=port)
+        pkts.append(probe)
+        if port % 13 == 0:
+            pkts.append(Ether(**ETH) / IP(src="10.0.0.1", dst="10.9.9.9") /
+                        ICMP(type=3, code=3) / bytes(probe[IP])[:28])
+    return timed(pkts)
+
+
+def udp_peers():
+    # A DHT node asking 40 silent peers, and a media session on 20 ports of one peer, answered.
+    pkts = [Ether(**ETH) / IP(src="10.0.0.9", dst=f"198.51.100.{i + 1}") /
+            UDP(sport=6881, dport=6881) / b"d1:ad2:id20:" for i in range(40)]
+    for port in range(16384, 16404):
+        pkts.append(Ether(**ETH) / IP(src="10.0.0.9", dst="203.0.113.5") /
+                    UDP(sport=port, dport=port) / (b"\x80" + bytes(171)))
+        pkts.append(Ether(**ETH) / IP(src="203.0.113.5", dst="10.0.0.9") /
+                    UDP(sport=port, dport=port) / (b"\x80" + bytes(171)))
+    return timed(pkts)
 
 
 def asymmetric_route():
@@ -561,7 +586,12 @@ SCENARIOS = [
              _k("backscatter"), args=("--local-addr", "10.0.0.9")),
     Scenario("backscatter-icmp", "ICMP unreachables quoting packets we never sent",
              backscatter_icmp, _k("backscatter")),
-    Scenario("traceroute", "UDP traceroute: ICMP errors quoting our own probes", traceroute),
+    Scenario("udp-port-scan", "nmap -sU of 40 ports on one host, a few ICMP port unreachables",
+             udp_port_scan, _k("port-scan")),
+    Scenario("udp-peers", "UDP to 40 silent peers (DHT), and 20 answered ports of one peer "
+             "(RTP)", udp_peers),
+    Scenario("traceroute", "UDP traceroute, 30 hops: ICMP errors quoting our own probes",
+             traceroute),
     Scenario("asymmetric-route", "only the server-to-client half of 10 conversations",
              asymmetric_route),
     Scenario("nat-ttls", "hosts behind one NAT address with different OS TTLs", nat_ttls,

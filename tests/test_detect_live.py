@@ -225,7 +225,8 @@ def test_injected_data_racing_a_real_server(tmp_path):
 
 def test_own_address_arriving_on_the_wire(tmp_path):
     """B sends UDP with A's address as source to A (another of A's addresses, so it is not
-    LAND): the kernel's address list alone makes it `local-source-from-wire`."""
+    LAND): the kernel's address list alone makes it `local-source-from-wire`. The alert is in
+    the file while the sniffer still runs (written once it has settled, with its repeats)."""
     pytest.importorskip("scapy")
     alerts_file = tmp_path / "alerts.jsonl"
     other = "10.98.0.11"
@@ -235,7 +236,12 @@ def test_own_address_arriving_on_the_wire(tmp_path):
             proc = b.run(PYTHON, "-c", SPOOF, "vb", b.mac("vb"), a.mac("va"), A4, other,
                          "4444", "5555", timeout=30, check=False)
             assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while "local-source-from-wire" not in alerts_file.read_text() and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert snf.proc.poll() is None and "local-source-from-wire" in \
+                alerts_file.read_text(), "the alert was not written while sniffer ran"
             snf.stop()
         recs, alerts = snf.records(), alerts_of(snf, alerts_file)
     rec = one_conn(recs, "udp", other, 5555, A4, 4444)
@@ -247,6 +253,8 @@ def test_own_address_arriving_on_the_wire(tmp_path):
     assert alert["severity"] == "high" and alert["evidence"]["pkttype"] == 0, show([alert])
     assert alert["evidence"]["local_addr"] == A4, show([alert])
     assert alert["evidence"].get("repeats") == 2, show([alert])
+    # No socket is behind the forged packets: one alert says so, not a second one.
+    assert not of_kind(alerts, "unattributed-connection"), show(alerts)
 
 
 def test_normal_exchange_raises_no_tcp_alert(tmp_path):
@@ -290,3 +298,64 @@ def test_dashboard_shows_alerts_with_their_connection(tmp_path):
     assert "local-source-from-wire" in screen and f"{A4}:4444 -> {other}:5555" in screen, \
         screen[-3000:]
     assert max(len(ln) for ln in lines) <= 80, max(lines, key=len)
+
+
+# A server in A that accepts one connection, passes the socket into a unix socket pair's queue
+# (SCM_RIGHTS, never received) and closes its own descriptor: the connection lives on in the
+# kernel, with a file but no process holding it, hidden from lsof. B keeps writing to it; A's
+# kernel acknowledges every segment.
+HANDOFF_SERVER = r'''
+import array
+set_name("snf-handoff")
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("0.0.0.0", PORT)); lst.listen(1)
+left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+KEEP.extend([lst, left, right])
+def handoff():
+    c, _ = lst.accept()
+    left.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [c.fileno()]))])
+    c.close()
+    lst.close()
+threading.Thread(target=handoff, daemon=True).start()
+ready()
+'''
+
+WRITER = r'''
+set_name("snf-writer")
+c = socket.create_connection((DST, PORT)); KEEP.append(c)
+def write():
+    for i in range(40):
+        c.sendall(b"data %04d\n" % i)
+        time.sleep(0.05)
+threading.Thread(target=write, daemon=True).start()
+ready(local=list(c.getsockname()[:2]))
+'''
+
+
+def test_socket_without_a_process_carrying_traffic(tmp_path):
+    """A connection whose socket no process holds (in flight in a unix socket) but which
+    carries data and acknowledgements -> `ownerless-socket`, naming the connection; the
+    ordinary connections beside it raise nothing of the kind."""
+    alerts_file = tmp_path / "alerts.jsonl"
+    with pair() as (a, b):
+        a.spawn(f"PORT = 5110\n{HANDOFF_SERVER}")
+        server(a, "snf-srv", [["tcp", 4, "0.0.0.0", 5111]])
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            w = b.spawn(f"DST, PORT = {A4!r}, 5110\n{WRITER}")
+            cli_b = client(b, "snf-cli", [["tcp", 4, A4, 5111]])
+            time.sleep(2.5)
+            snf.stop()
+        recs, alerts = snf.records(), alerts_of(snf, alerts_file)
+    laddr, lport = w["local"]
+    rec = one_conn(recs, "tcp", A4, 5110, laddr, lport)
+    assert rec.get("verdict") == "unknown" and not rec.get("processes"), show([rec])
+    assert rec.get("orig_bytes", 0) >= 400 and rec.get("resp_pkts", 0) > 0, show([rec])
+    found = of_kind(alerts, "ownerless-socket")
+    assert len(found) == 1, f"alerts:\n{show(alerts)}"
+    assert_names(found[0], rec, laddr, lport, A4, 5110)
+    assert found[0]["severity"] == "low", show(found)
+    assert any("not its owner" in e for e in found[0]["evidence"]["kernel_evidence"]), show(found)
+    (_, cl_addr, cl_port, _), = cli_b["conns"]
+    other = one_conn(recs, "tcp", A4, 5111, cl_addr, cl_port)
+    assert other.get("verdict") == "attributed", show([other])

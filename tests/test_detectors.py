@@ -30,6 +30,8 @@ def test_alert_record_shape_and_land():
         ("land", "high", "tcp", "10.0.0.5", 139, 139)
     assert a["uid"].startswith("C") and a["community_id"].startswith("1:")
     assert a["evidence"]["repeats"] == 1 and a["evidence"]["tcp_flags"] == 2
+    # The frames that raised it, numbered as Wireshark numbers them (from 1).
+    assert a["evidence"]["packet"] == 1 and a["evidence"]["last_packet"] == 2
     conn = records[0]
     assert conn["uid"] == a["uid"] and conn["community_id"] == a["community_id"]
 
@@ -60,6 +62,28 @@ def test_local_source_unknown_direction():
     assert found[0]["evidence"]["ttl"] == 57 and found[0]["severity"] == "medium"
 
 
+def test_direction_from_pcapng_epb_flags(tmp_path):
+    """A pcapng that records each frame's direction in its EPB flags (as `live -w` does): our
+    address arriving inbound with an initial TTL is caught, which the TTL alone could not
+    tell; the same frame recorded as outgoing, or with no direction, is ours."""
+    from scenarios import read_capture
+    from sniffer.output.pcapng import PcapngWriter
+    frame = bytes(Ether(**ETH) / IP(src="10.0.0.1", dst="10.0.0.2", ttl=64)
+                  / UDP(sport=4444, dport=5555))
+    for direction, expected in ((0, ["local-source-from-wire"]), (4, []), (None, [])):
+        path = tmp_path / f"direction-{direction}.pcapng"
+        w = PcapngWriter(path)
+        w.add_interface("eth0", 1)
+        w.packet(0, 1000.0, frame, len(frame), direction)
+        w.close()
+        found = read_capture(path, tmp_path, "--local-addr", "10.0.0.1")[0]
+        assert kinds(found) == expected, (direction, found)
+        if found:
+            ev = found[0]["evidence"]
+            assert (ev["pkttype"], ev["direction_from"], found[0]["severity"]) == \
+                (0, "pkttype", "high"), found
+
+
 def test_local_addr_is_validated(tmp_path):
     p = write(tmp_path, timed([Ether(**ETH) / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()]))
     proc = run(["read", p, "--alerts", tmp_path / "a", "--local-addr", "nope"], check=False)
@@ -74,6 +98,24 @@ def test_syn_flood():
     assert (flood[0]["dst"], flood[0]["dport"]) == ("10.0.0.1", 80)
     assert ev["half_open"] == 101 and ev["distinct_sources"] == 101
     assert "port-scan" not in kinds(found)
+
+
+def test_thresholds_are_settings(tmp_path):
+    """--detect-set changes a threshold: the 150-SYN flood passes under a limit of 200, and
+    a bad name or value is one line naming the option, exit status 2."""
+    from scenarios import BY_NAME, read_capture
+    pcap = write(tmp_path, BY_NAME["syn-flood"].build(), "flood.pcap")
+    (tmp_path / "higher").mkdir()
+    (tmp_path / "lower").mkdir()
+    higher = read_capture(pcap, tmp_path / "higher", "--detect-set", "syn_flood_half_open=200")[0]
+    assert "syn-flood" not in kinds(higher)
+    lower = read_capture(pcap, tmp_path / "lower", "--detect-set", "syn_flood_half_open=20")[0]
+    (flood,) = [a for a in lower if a["kind"] == "syn-flood"]
+    assert flood["evidence"]["half_open"] == 21
+    for bad in ("syn_flood_half_open=lots", "no_such_threshold=3", "port_scan_window=-1"):
+        proc = run(["read", pcap, "--alerts", tmp_path / "a", "--detect-set", bad], check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.count("\n") == 1 and "--detect-set" in err, err
 
 
 def test_syn_flood_on_one_four_tuple():
@@ -110,6 +152,13 @@ def test_port_scan_vertical_and_horizontal():
     vertical = next(a for a in found if a["evidence"].get("scan") == "vertical")
     assert vertical["src"] == "10.9.9.9" and vertical["evidence"]["distinct"] == 15
     assert set(kinds(found)) == {"port-scan"}
+
+
+def test_udp_port_scan():
+    (scan,) = [a for a in result("udp-port-scan")[0] if a["kind"] == "port-scan"]
+    assert (scan["proto"], scan["src"], scan["dst"], scan["evidence"]["scan"]) == \
+        ("udp", "10.9.9.9", "10.0.0.1", "vertical"), scan
+    assert scan["evidence"]["distinct"] == 15 and "UDP ports" in scan["summary"]
 
 
 def test_backscatter_synacks():

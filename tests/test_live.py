@@ -96,7 +96,7 @@ class Sniffer:
     """`python -m sniffer live` running in a namespace, JSON records to a file."""
 
     def __init__(self, ns: NetNS, iface: str, tmp: Path, *extra: str,
-                 record: bool = False, name: str = "live") -> None:
+                 record: bool = False, name: str = "live", env: dict | None = None) -> None:
         self.out = tmp / f"{name}.jsonl"
         self.pcapng = tmp / f"{name}.pcapng" if record else None
         argv = [PYTHON, "-m", "sniffer", "live", "-i", iface, "--format", "json",
@@ -106,7 +106,7 @@ class Sniffer:
         self.argv = ns.argv(*argv)  # `ip netns exec` execs: proc.pid is sniffer's own pid
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         self.started = time.monotonic()
         self.stdout = self.stderr = ""
         self.rc: int | None = None
@@ -165,9 +165,9 @@ class Sniffer:
 
 @contextmanager
 def sniffing(ns: NetNS, iface: str, tmp: Path, *extra: str, record: bool = False,
-             name: str = "live"):
+             name: str = "live", env: dict | None = None):
     """A started, capturing Sniffer; killed on the way out if the test did not stop it."""
-    s = Sniffer(ns, iface, tmp, *extra, record=record, name=name)
+    s = Sniffer(ns, iface, tmp, *extra, record=record, name=name, env=env)
     try:
         s.wait_capturing()
         yield s

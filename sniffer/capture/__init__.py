@@ -7,10 +7,16 @@ from the iterator; packets yielded before an error stay valid.
 `open_capture(paths, stats, on_custom)` also hands sniffer's own pcapng Custom Blocks (the
 records `sniffer live -w` writes next to the packets) to `on_custom(ts, payload)`, each one
 before the packet that follows it in its file.
+
+With `directions=True` every tuple has a fifth item: the frame's direction as a Linux
+``sll_pkttype`` (0 to this host, 1 broadcast, 2 multicast, 3 another host, 4 outgoing) from a
+pcapng EPB's flags option, or None where the file does not say (classic pcap, no flags). The
+detectors want it; the plain pipeline does not pay for it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 from sniffer.capture.merge import merge_files
@@ -23,39 +29,46 @@ from sniffer.stats import Stats
 __all__ = ["OnCustom", "Packet", "open_capture", "read_file"]
 
 
-def open_capture(paths: list[str], stats: Stats,
-                 on_custom: OnCustom | None = None) -> Iterator[Packet]:
+def open_capture(paths: list[str], stats: Stats, on_custom: OnCustom | None = None,
+                 directions: bool = False) -> Iterator[Packet]:
     """One time-ordered stream of `(ts, linktype, data, wirelen)` over `paths`.
 
     `on_custom(ts, payload)`, when given, receives sniffer's custom records (pcapng only), in
     file order relative to the packets: a record is delivered before the next packet of its
     file is yielded; records after a file's last packet right after that packet.
     """
+    reader = functools.partial(read_file, directions=True) if directions else read_file
     if on_custom is not None:
         if len(paths) == 1:
-            return read_file(paths[0], stats, on_custom)
-        return _merge_with_custom(list(paths), stats, on_custom)
+            return reader(paths[0], stats, on_custom)
+        return _merge_with_custom(list(paths), stats, on_custom, reader)
     if len(paths) == 1:
-        return read_file(paths[0], stats)  # no merge overhead
-    return merge_files(list(paths), stats, read_file)
+        return reader(paths[0], stats)  # no merge overhead
+    return merge_files(list(paths), stats, reader)
 
 
-def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None) -> Iterator[Packet]:
+def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None,
+              directions: bool = False) -> Iterator[Packet]:
     """The packets of one capture in file order; the file is opened on the first `next()`."""
     src = open_source(path, stats)
     try:
         head = src.peek(4)
         if is_pcap(head):
-            yield from read_pcap(src, stats)
+            if directions:  # classic pcap has no direction
+                for ts, linktype, data, wirelen in read_pcap(src, stats):
+                    yield ts, linktype, data, wirelen, None
+            else:
+                yield from read_pcap(src, stats)
         elif is_pcapng(head):
-            yield from read_pcapng(src, stats, on_custom)
+            yield from read_pcapng(src, stats, on_custom, directions)
         else:
             raise BadInputError(src.name, 0, f"not a pcap or pcapng capture (magic 0x{head.hex()})")
     finally:
         src.close()
 
 
-def _merge_with_custom(paths: list[str], stats: Stats, on_custom: OnCustom) -> Iterator[Packet]:
+def _merge_with_custom(paths: list[str], stats: Stats, on_custom: OnCustom,
+                       reader=read_file) -> Iterator[Packet]:
     """`merge_files`, with each file's custom records riding along with its next packet.
 
     The merge reads ahead (and peeks at, then reopens, every file), so records cannot be
@@ -66,7 +79,7 @@ def _merge_with_custom(paths: list[str], stats: Stats, on_custom: OnCustom) -> I
     def tagged(path: str, st: Stats):
         pending: list[tuple[float, dict]] = []
         last = None
-        for pkt in read_file(path, st, lambda ts, rec: pending.append((ts, rec))):
+        for pkt in reader(path, st, lambda ts, rec: pending.append((ts, rec))):
             last = pkt[0]
             if pending:
                 yield (last, pkt, tuple(pending))

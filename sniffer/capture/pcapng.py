@@ -44,7 +44,8 @@ def is_pcapng(head: bytes) -> bool:
     return head[:4] == b"\x0a\x0d\x0d\x0a"
 
 
-def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) -> Iterator[Packet]:
+def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
+                directions: bool = False) -> Iterator[Packet]:
     """Yield `(ts, linktype, data, wirelen)` from EPB/SPB/PB blocks of every section.
 
     With `on_custom`, sniffer's own Custom Blocks (our PEN, a JSON object with ``"sniffer"``
@@ -53,6 +54,7 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) ->
     (the stream's last packet time if it has none); `payload` is the whole decoded object.
     Custom Blocks of other PENs count as ``pcapng_custom_block_other``, undecodable ones as
     ``pcapng_custom_block_bad``. Without `on_custom` every Custom Block is skipped silently.
+    With `directions`, each tuple gets a fifth item: the EPB's direction (`epb_direction`).
     """
     name = src.name
     read = src.read
@@ -103,7 +105,11 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) ->
                     stats["snaplen_truncated"] += 1
                 if caplen > snap:
                     stats["caplen_over_snaplen"] += 1
-                yield (last_ts, linktype, buf[start:start + caplen], wirelen)
+                if directions:
+                    yield (last_ts, linktype, buf[start:start + caplen], wirelen,
+                           epb_direction(buf, start + ((caplen + 3) & ~3), end - 4, e))
+                else:
+                    yield (last_ts, linktype, buf[start:start + caplen], wirelen)
                 continue
             if btype == SHB:
                 bom = buf[pos + 8:pos + 12]
@@ -142,7 +148,8 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) ->
                 stats["pcapng_spb_no_timestamp"] += 1
                 if caplen < wirelen:
                     stats["snaplen_truncated"] += 1
-                yield (last_ts, linktype, data, wirelen)
+                yield (last_ts, linktype, data, wirelen, None) if directions else \
+                    (last_ts, linktype, data, wirelen)
             elif btype == IDB:
                 ifaces.append(_parse_idb(buf, pos, blen, e, name, base + pos))
                 pos = end
@@ -165,7 +172,8 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) ->
                     stats["snaplen_truncated"] += 1
                 if caplen > snap:
                     stats["caplen_over_snaplen"] += 1
-                yield (last_ts, linktype, data, wirelen)
+                yield (last_ts, linktype, data, wirelen, None) if directions else \
+                    (last_ts, linktype, data, wirelen)
             elif btype == SHB:
                 if blen < 28:
                     raise _short(name, base + pos, "section header", blen)
@@ -181,6 +189,27 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None) ->
                 elif btype not in _IGNORED:
                     stats["pcapng_unknown_block"] += 1
                 pos = end
+
+
+# epb_flags reception types (bits 2-4) -> sll_pkttype: unicast, multicast, broadcast, promiscuous
+_RECEPTION = {0: 0, 1: 0, 2: 2, 3: 1, 4: 3}
+
+
+def epb_direction(buf: bytes, pos: int, end: int, e: str) -> int | None:
+    """The Linux sll_pkttype an EPB's options say (epb_flags, code 2), or None."""
+    while pos + 4 <= end:
+        code, olen = struct.unpack_from(e + "HH", buf, pos)
+        if code == 0:
+            break
+        if code == 2 and olen == 4 and pos + 8 <= end:
+            flags = struct.unpack_from(e + "I", buf, pos + 4)[0]
+            if flags & 3 == 2:
+                return 4  # outbound
+            if flags & 3 == 1:
+                return _RECEPTION.get((flags >> 2) & 7, 0)
+            return None
+        pos += 4 + ((olen + 3) & ~3)
+    return None
 
 
 def _custom(buf: bytes, pos: int, end: int, u32, on_custom: OnCustom, stats: Stats,

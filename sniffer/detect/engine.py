@@ -13,6 +13,7 @@ A detector is a module ``sniffer/detect/<name>.py`` with a class ``Detector``::
         def packet(self, ts, pkt, encap): ... # optional: every decoded IP packet
         def tcp(self, ts, conn, is_orig, flags, seq, ack, win, payload, ttl): ...  # optional
         def finished(self, record): ...       # optional: every finished sniffer.flows.conn.Conn
+        def kernel(self, ts, event): ...      # optional: every kernel-view event (live, recordings)
 
 Only the hooks a detector defines are called. Hooks run per packet: do a cheap test first (a
 byte compare, a flag mask) and nothing expensive unless it fires.
@@ -39,11 +40,8 @@ What the engine gives a detector
 from __future__ import annotations
 
 import importlib
-import json
-import math
 import socket
 from collections import Counter
-from typing import TextIO
 
 from sniffer.detect import DETECTORS, Alert
 from sniffer.flows.community_id import community_id
@@ -78,7 +76,12 @@ class Detectors:
         self.loopback = False
         self.table = None
         self.alerts: list[Alert] = []
-        self._index: dict[tuple, Alert] = {}
+        self._index: dict[tuple, Alert] = {}  # (kind,) + key -> the alert repeats add to
+        self._unwritten: list[tuple[Alert, tuple]] = []  # with their _index keys
+        self.by_uid: dict[str, list[Alert]] = {}  # a connection's alerts, for detectors to consult
+        self.file = None  # sniffer.output.alerts.AlertFile, with --alerts
+        self.frame_no = 0  # frames seen so far: the current frame's number, from 1
+        self._at_frame: int | None = None  # frame being processed, None outside packet hooks
         self._need_uid: list[tuple[Alert, tuple]] = []
         self.max_alerts = getattr(settings, "detect_max_alerts", 10000)
         self.detectors = []
@@ -88,6 +91,7 @@ class Detectors:
         self._packet = [d.packet for d in self.detectors if hasattr(d, "packet")]
         self._tcp = [d.tcp for d in self.detectors if hasattr(d, "tcp")]
         self._finished = [d.finished for d in self.detectors if hasattr(d, "finished")]
+        self._kernel = [d.kernel for d in self.detectors if hasattr(d, "kernel")]
 
     # -- context the pipeline keeps current ---------------------------------------------------
     def set_local(self, addrs) -> None:
@@ -100,9 +104,13 @@ class Detectors:
                 pass
         self.local = frozenset(new)
 
-    def kernel_event(self, ev: dict) -> None:
+    def kernel_event(self, ts: float, ev: dict) -> None:
+        """A kernel view event (live, or replayed from a recording): addresses, snapshots,
+        hidden-socket checks; detectors with a `kernel` hook see every one."""
         if ev.get("kind") == "addresses":
             self.set_local(ev.get("addresses", ()))
+        for hook in self._kernel:
+            hook(ts, ev)
 
     def frame(self, linktype: int, data: bytes, pkttype: int | None = None) -> None:
         """Before each captured frame: its direction and whether it came from a loopback device.
@@ -121,21 +129,25 @@ class Detectors:
         else:
             self.loopback = linktype in (0, 108)
         self.pkttype = pkttype
+        self.frame_no += 1
 
     # -- the observer contract ----------------------------------------------------------------
     def packet(self, ts: float, pkt: tuple, encap) -> None:
         if self._need_uid:
             self._resolve_uids()
+        self._at_frame = self.frame_no or None
         for fn in self._packet:
             fn(ts, pkt, encap)
 
     def tcp(self, ts, conn, is_orig, flags, seq, ack, win, payload, ttl) -> None:
+        self._at_frame = self.frame_no or None
         for fn in self._tcp:
             fn(ts, conn, is_orig, flags, seq, ack, win, payload, ttl)
 
     def finished(self, record) -> None:
         if self._need_uid:
             self._resolve_uids()
+        self._at_frame = None  # a record ends on a timer or at the end, not by this frame
         for fn in self._finished:
             fn(record)
 
@@ -164,12 +176,19 @@ class Detectors:
             ev = first.evidence
             ev["repeats"] = ev.get("repeats", 0) + 1
             ev["last_ts"] = alert.ts
+            if self._at_frame is not None:
+                ev["last_packet"] = self._at_frame
             return
         if len(self.alerts) >= self.max_alerts:
             self.stats["alerts_dropped"] += 1
             return
+        if self._at_frame is not None and "packet" not in alert.evidence:
+            alert.evidence["packet"] = self._at_frame
         self._index[full] = alert
         self.alerts.append(alert)
+        if alert.uid:
+            self.by_uid.setdefault(alert.uid, []).append(alert)
+        self._unwritten.append((alert, full))
         self.stats["alert:" + alert.kind] += 1
         if alert.uid is None and flow is not None and flow[2] in (6, 17):
             src, dst, proto, sport, dport = flow
@@ -183,6 +202,7 @@ class Detectors:
             conn = conns.get(key)
             if conn is not None:
                 alert.uid = conn.uid
+                self.by_uid.setdefault(conn.uid, []).append(alert)
         self._need_uid.clear()
 
     def flush(self) -> None:
@@ -193,35 +213,43 @@ class Detectors:
     def sorted_alerts(self) -> list[Alert]:
         return sorted(self.alerts, key=lambda a: a.ts)
 
+    # -- writing ------------------------------------------------------------------------------
+    def write_settled(self, now: float, quiet: float = 2.0, hold: float = 60.0) -> None:
+        """Write (with --alerts) the alerts that have settled by `now`: no repeat for `quiet`
+        seconds, or first raised `hold` seconds ago. A later repeat of a written alert starts
+        a new one, so a long flood is one line per `hold`, each with its own repeat count."""
+        if not self._unwritten:
+            return
+        done, keep = [], []
+        for item in self._unwritten:
+            a = item[0]
+            last = a.evidence.get("last_ts", a.ts)
+            (done if now - last >= quiet or now - a.ts >= hold else keep).append(item)
+        if done:
+            self._unwritten = keep
+            self._write(done)
 
-FIELDS = ("ts", "kind", "severity", "uid", "community_id", "proto", "src", "sport", "dst",
-          "dport", "summary", "evidence")
+    def close(self) -> None:
+        """The end of the run: write what is left, close the file."""
+        if self.file is None:
+            return
+        try:
+            done, self._unwritten = self._unwritten, []
+            self._write(done)
+        finally:
+            self.file.close()
 
-
-def alert_dict(a: Alert) -> dict:
-    obj = {name: getattr(a, name) for name in FIELDS}
-    if not math.isfinite(a.ts):
-        obj["ts"] = None
-    return obj
-
-
-def write_alerts(alerts, out: TextIO) -> None:
-    """One JSON object per line, in time order."""
-    for a in sorted(alerts, key=lambda a: a.ts):
-        out.write(json.dumps(alert_dict(a), default=_jsonable, separators=(",", ":")) + "\n")
-
-
-def _jsonable(v):
-    if isinstance(v, bytes):
-        return ntop(v) if len(v) in (4, 16) else v.hex()
-    if isinstance(v, (set, frozenset, tuple)):
-        return sorted(v) if isinstance(v, (set, frozenset)) else list(v)
-    return str(v)
+    def _write(self, done: list[tuple[Alert, tuple]]) -> None:
+        """Write `done` out; their repeats from now on start new alerts."""
+        for _, full in done:
+            self._index.pop(full, None)
+        if self.file is not None:
+            self.file.write([a for a, _ in done])
 
 
 def from_args(args, settings, stats) -> Detectors | None:
     """The detectors a `read` or `live` command line asks for (`--alerts`, `--detect`), or None."""
-    from sniffer.errors import SnifferError, UsageError
+    from sniffer.errors import UsageError
 
     if not (getattr(args, "alerts", None) or getattr(args, "detect", False)):
         return None
@@ -231,25 +259,8 @@ def from_args(args, settings, stats) -> Detectors | None:
             local.append(raw_addr(text))
         except (OSError, ValueError):
             raise UsageError(f"--local-addr: not an IP address: {text!r}") from None
+    detectors = Detectors(settings, local, stats)
     if args.alerts:
-        import os
-        parent = os.path.dirname(os.path.abspath(args.alerts))
-        if not os.access(parent, os.W_OK) or os.path.isdir(args.alerts):
-            raise SnifferError(f"{args.alerts}: cannot write here")
-    return Detectors(settings, local, stats)
-
-
-def save_alerts(detectors: Detectors | None, path: str | None, fmt: str = "json") -> None:
-    """Write the alerts to `path` (when given): JSON lines, or Zeek's notice.log for "zeek"."""
-    if detectors is None or not path:
-        return
-    from sniffer.errors import SnifferError
-    try:
-        with open(path, "w", encoding="utf-8", newline="\n") as out:
-            if fmt == "zeek":
-                from sniffer.output.notice import write_notices
-                write_notices(detectors.alerts, out, _jsonable)
-            else:
-                write_alerts(detectors.alerts, out)
-    except OSError as exc:
-        raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None
+        from sniffer.output.alerts import AlertFile
+        detectors.file = AlertFile(args.alerts, getattr(args, "alerts_format", "json"))
+    return detectors

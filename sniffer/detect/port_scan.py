@@ -1,4 +1,4 @@
-"""port-scan: one source whose failed TCP attempts reach many ports of a host, or many hosts.
+"""port-scan: one source whose failed attempts reach many ports of a host, or many hosts.
 
 Counted from finished connection records, like Zeek's scan policy: an attempt *failed* when the
 originator sent a SYN, never completed the handshake (no "A": so health checks that connect
@@ -7,7 +7,11 @@ RSTO, RSTOS0, RSTR, RSTRH, SH, SHR: unanswered, refused, or a half-open probe re
 scanner). A busy client's successful connections never count, so browsing many sites is not a
 scan. Thresholds: ``settings.port_scan_ports`` distinct ports on one host, or
 ``settings.port_scan_hosts`` distinct hosts, within ``settings.port_scan_window`` seconds.
-UDP is not counted (traceroute's probes to rising ports would look like a scan).
+
+UDP (nmap -sU) counts for ports of one host only: an attempt failed when the originator's
+datagrams got no UDP answer (S0; a closed port's ICMP unreachable, when the target sends one, is
+a connection of its own). Traceroute's probes to its default ports (33434-33534) are left out,
+and so are many hosts (peer-to-peer UDP, DHT, contacts hundreds of silent peers).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from sniffer.detect import Alert
 
 _FAILED = frozenset({"S0", "REJ", "RSTO", "RSTOS0", "RSTR", "RSTRH", "SH", "SHR"})
+_TRACEROUTE = range(33434, 33535)
 _MAX_SOURCES = 65536
 _SAMPLE = 20
 
@@ -41,12 +46,18 @@ class Detector:
         self.sources: dict = {}
 
     def finished(self, r) -> None:
-        if r.proto != "tcp" or r.conn_state not in _FAILED:
+        if r.proto == "tcp":
+            if r.conn_state not in _FAILED:
+                return
+            h = r.history
+            if "S" not in h or "A" in h or "D" in h or "d" in h:  # "A": the handshake completed
+                return
+        elif r.proto == "udp":
+            if r.conn_state != "S0" or r.resp_pkts or r.resp_p in _TRACEROUTE:
+                return
+        else:
             return
-        h = r.history
-        if "S" not in h or "A" in h or "D" in h or "d" in h:  # "A": the handshake completed
-            return
-        ts, src = r.ts, r.orig_h
+        ts, src = r.ts, (r.orig_h, r.proto)
         s = self.sources.get(src)
         if s is None or ts - s.first > self.window:
             if s is None and len(self.sources) >= _MAX_SOURCES:
@@ -59,14 +70,15 @@ class Detector:
         if len(ports) >= self.max_ports and ("ports", r.resp_h) not in s.alerted:
             s.alerted.add(("ports", r.resp_h))
             self._alert(r, s, "ports", sorted(ports)[:_SAMPLE], len(ports))
-        if len(s.hosts) >= self.max_hosts and "hosts" not in s.alerted:
+        if r.proto == "tcp" and len(s.hosts) >= self.max_hosts and "hosts" not in s.alerted:
             s.alerted.add("hosts")
             self._alert(r, s, "hosts", sorted(s.hosts)[:_SAMPLE], len(s.hosts))
 
     def _alert(self, r, s: _Source, what: str, sample: list, n: int) -> None:
         if what == "ports":
-            summary = f"{r.orig_h} probed {n} ports of {r.resp_h} without a connection"
-            key = (r.orig_h, r.resp_h)
+            summary = (f"{r.orig_h} probed {n} {r.proto.upper()} ports of {r.resp_h} without "
+                       f"{'a connection' if r.proto == 'tcp' else 'an answer'}")
+            key = (r.orig_h, r.resp_h, r.proto)
         else:
             summary = f"{r.orig_h} probed {n} hosts without a connection"
             key = (r.orig_h, "hosts")
@@ -75,6 +87,6 @@ class Detector:
                     "window_s": self.window, "first_ts": s.first,
                     ("sample_ports" if what == "ports" else "sample_hosts"): sample}
         a = Alert(r.ts, self.kind, "medium" if what == "ports" else "low", summary, evidence,
-                  uid=r.uid, community_id=r.community_id, proto="tcp", src=r.orig_h,
+                  uid=r.uid, community_id=r.community_id, proto=r.proto, src=r.orig_h,
                   sport=r.orig_p, dst=r.resp_h, dport=r.resp_p)
         self.engine.emit(a, key=key)

@@ -37,13 +37,43 @@ class KernelMonitor:
         self._budget_left = lookup_budget
         self._budget_second = 0
         self.tracer = None
+        self._hidden = None  # findings of the hidden-socket thread (start_hidden_checks)
+        self._stop = None
         try:
             from sniffer.kernel.trace import ConnectTracer
             self.tracer = ConnectTracer()
         except OSError as exc:  # no tracefs: short outgoing connections may stay unowned
             self.trace_error = str(exc)
 
+    def start_hidden_checks(self, interval: float, probe: bool = False) -> None:
+        """Run the hidden-socket check (sniffer.kernel.hidden) now and every `interval` seconds.
+
+        It runs in a thread of its own, because the bind probe takes seconds; its findings
+        wait in a queue until `poll` hands them to the sink as a `hidden` event.
+        """
+        import queue
+        import threading
+        from sniffer.kernel import hidden
+
+        self._hidden = queue.SimpleQueue()
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while True:
+                try:
+                    found = hidden.check(self.ns, probe)
+                except OSError:  # the namespace went away, or a table could not be read
+                    found = []
+                if found:
+                    self._hidden.put(found)
+                if self._stop.wait(interval):
+                    return
+
+        threading.Thread(target=loop, name="hidden-socket-check", daemon=True).start()
+
     def close(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
         self.diag.close()
         self.events.close()
         if self.tracer is not None:
@@ -64,7 +94,12 @@ class KernelMonitor:
 
     # -- what changed ----------------------------------------------------------------------------
     def poll(self, ts: float) -> None:
-        """Drain connect() traces and destroy events; on an overflow, say so and re-dump."""
+        """Drain connect() traces, hidden-socket findings and destroy events; on an overflow,
+        say so and re-dump."""
+        while self._hidden is not None and not self._hidden.empty():
+            found = self._hidden.get()
+            self.sink(ts, {"kind": "hidden", "netns": self.ns.label,
+                           "sockets": [h.to_json() for h in found]})
         if self.tracer is not None:
             traced = self.tracer.read()
             if traced:

@@ -107,10 +107,10 @@ def entered(ns: Netns) -> Iterator[None]:
 
     Sockets opened inside stay bound to `ns` after the block, which is what sock_diag needs.
     """
-    if ns.inode == _inode("/proc/self/ns/net"):
+    if ns.inode == _inode("/proc/thread-self/ns/net"):
         yield
         return
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         try:
             target = os.open(ns.path, os.O_RDONLY)

@@ -1,7 +1,10 @@
-"""/proc/net/{raw,raw6,icmp,icmp6}: the sockets sock_diag does not list on every kernel.
+"""/proc/net's socket tables, read the way netstat reads them.
 
-Raw sockets need the raw_diag module (often absent) and ping sockets have no diag handler at
-all; `ss -w` falls back to these files too. They give the namespace the reading thread is in.
+/proc/net/{raw,raw6,icmp,icmp6} fill a gap: raw sockets need the raw_diag module (often absent)
+and ping sockets have no diag handler at all; `ss -w` falls back to these files too.
+/proc/net/{tcp,tcp6,udp,udp6} are the second opinion of the hidden-socket check
+(sniffer.kernel.hidden). Paths go through /proc/thread-self, so a thread that entered another
+namespace reads that namespace's tables.
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 import socket
 import struct
 
-FILES = (("raw", 4, "/proc/self/net/raw"), ("raw", 6, "/proc/self/net/raw6"),
-         ("icmp", 4, "/proc/self/net/icmp"), ("icmp", 6, "/proc/self/net/icmp6"))
+FILES = (("raw", 4, "/proc/thread-self/net/raw"), ("raw", 6, "/proc/thread-self/net/raw6"),
+         ("icmp", 4, "/proc/thread-self/net/icmp"), ("icmp", 6, "/proc/thread-self/net/icmp6"))
 
 
 def _addr(hexaddr: str) -> bytes:

@@ -166,8 +166,13 @@ def attribute(raws: list[Raw], owners: Owners | None) -> list[KernelSocket]:
                     rec.owner = "process"
                 elif owners.denied and uid != me:
                     rec.owner = "unknown"
+                elif proto == "tcp" and state != "LISTEN":
+                    # A connection with a file that no process has open: its descriptor is in
+                    # flight in a unix socket (SCM_RIGHTS), the way a program hides a socket
+                    # from lsof, or a kernel service's connection (NFS, SMB, iSCSI).
+                    rec.owner = "no-process"
                 else:
-                    rec.owner = "kernel"
+                    rec.owner = "kernel"  # tunnel endpoints (VXLAN, WireGuard), kernel servers
             append(rec)
     return out
 

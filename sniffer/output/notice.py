@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
-from typing import TextIO
+from collections.abc import Callable
 
 from sniffer.detect import Alert
 from sniffer.output.zeek import SEPARATOR, format_value, header_lines, log_timestamp
@@ -30,16 +29,20 @@ def note_name(kind: str) -> str:
     return "Sniffer::" + "_".join(part.capitalize() for part in kind.split("-"))
 
 
-def write_notices(alerts: Iterable[Alert], out: TextIO, jsonable: Callable,
-                  clock: Callable[[], float] = time.time) -> None:
-    """The whole notice.log, alerts in time order; `jsonable` renders evidence values."""
-    out.write("\n".join(header_lines(FIELDS, "notice", clock(), TYPES)) + "\n")
-    for a in sorted(alerts, key=lambda a: a.ts):
-        sub = json.dumps({"severity": a.severity, "evidence": a.evidence}, default=jsonable,
-                         separators=(",", ":"))
-        values = (a.ts, a.uid, a.src, a.sport, a.dst, a.dport, a.proto, note_name(a.kind),
-                  a.summary, sub, a.src, a.dst, a.dport, 1 + a.evidence.get("repeats", 0),
-                  "sniffer", {"Notice::ACTION_LOG"}, a.community_id)
-        out.write(SEPARATOR.join(format_value(v, TYPES[f]) for f, v in zip(FIELDS, values))
-                  + "\n")
-    out.write(f"#close{SEPARATOR}{log_timestamp(clock())}\n")
+def header(clock: Callable[[], float] = time.time) -> str:
+    """The log's header lines (written when the file is opened)."""
+    return "\n".join(header_lines(FIELDS, "notice", clock(), TYPES)) + "\n"
+
+
+def row(a: Alert, jsonable: Callable) -> str:
+    """One alert as one notice.log row; `jsonable` renders evidence values."""
+    sub = json.dumps({"severity": a.severity, "evidence": a.evidence}, default=jsonable,
+                     separators=(",", ":"))
+    values = (a.ts, a.uid, a.src, a.sport, a.dst, a.dport, a.proto, note_name(a.kind),
+              a.summary, sub, a.src, a.dst, a.dport, 1 + a.evidence.get("repeats", 0),
+              "sniffer", {"Notice::ACTION_LOG"}, a.community_id)
+    return SEPARATOR.join(format_value(v, TYPES[f]) for f, v in zip(FIELDS, values)) + "\n"
+
+
+def footer(clock: Callable[[], float] = time.time) -> str:
+    return f"#close{SEPARATOR}{log_timestamp(clock())}\n"

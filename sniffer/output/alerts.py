@@ -1,0 +1,78 @@
+"""`--alerts FILE`: the detectors' alerts as JSON lines, or Zeek's notice.log (`--alerts-format zeek`).
+
+The file is opened when the run starts (a path that cannot be written stops the run before it
+begins) and alerts are appended as they are written: `read` writes them all, in time order,
+when the input ends; `live` writes each one once it has settled (see
+`Detectors.settled`), so `tail -f` shows alerts while the capture runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from collections.abc import Iterable
+
+from sniffer.detect import Alert
+from sniffer.errors import SnifferError
+
+FIELDS = ("ts", "kind", "severity", "uid", "community_id", "proto", "src", "sport", "dst",
+          "dport", "summary", "evidence")
+
+
+def jsonable(v):
+    """Evidence values JSON has no type for: raw addresses, byte strings, sets, tuples."""
+    if isinstance(v, bytes):
+        if len(v) in (4, 16):
+            return socket.inet_ntop(socket.AF_INET if len(v) == 4 else socket.AF_INET6, v)
+        return v.hex()
+    if isinstance(v, (set, frozenset)):
+        return sorted(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return str(v)
+
+
+def alert_dict(a: Alert) -> dict:
+    obj = {name: getattr(a, name) for name in FIELDS}
+    if not math.isfinite(a.ts):
+        obj["ts"] = None
+    return obj
+
+
+class AlertFile:
+    """One alerts file, open for the whole run."""
+
+    def __init__(self, path: str, fmt: str = "json") -> None:
+        self.path, self.zeek = path, fmt == "zeek"
+        try:
+            self.out = open(path, "w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None
+        if self.zeek:
+            from sniffer.output.notice import header
+            self._write(header())
+
+    def write(self, alerts: Iterable[Alert]) -> None:
+        """Append `alerts` (in time order) and flush, so a reader sees whole lines."""
+        if self.zeek:
+            from sniffer.output.notice import row
+            text = "".join(row(a, jsonable) for a in sorted(alerts, key=lambda a: a.ts))
+        else:
+            text = "".join(json.dumps(alert_dict(a), default=jsonable, separators=(",", ":"))
+                           + "\n" for a in sorted(alerts, key=lambda a: a.ts))
+        if text:
+            self._write(text)
+
+    def close(self) -> None:
+        if self.zeek:
+            from sniffer.output.notice import footer
+            self._write(footer())
+        self.out.close()
+
+    def _write(self, text: str) -> None:
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except OSError as exc:
+            raise SnifferError(f"{self.path}: cannot write: {exc.strerror}") from None
