@@ -37,6 +37,9 @@ def engine_options(p: argparse.ArgumentParser) -> None:
                       help="do not validate IP/TCP/UDP/ICMP checksums (like zeek -C)")
     p.add_argument("--ignore-checksums-net", action="append", default=[], metavar="CIDR",
                       help="do not validate checksums of packets from CIDR (repeatable)")
+    p.add_argument("--max-flows", type=int, default=100_000, metavar="N",
+                   help="connections held at once (default 100000; 0: no limit); when full, "
+                        "half-open and idle ones are logged early and evicted, and counted")
     p.add_argument("--local-net", action="append", default=[], metavar="CIDR",
                       help="local networks for local_orig/local_resp (repeatable; replaces "
                            "the default, the private address space)")
@@ -65,6 +68,74 @@ def detect_options(p: argparse.ArgumentParser) -> None:
                         "the names are in docs/detectors.md)")
 
 
+def sockets_options(p: argparse.ArgumentParser) -> None:
+    """`sniffer sockets` (sniffer/sockets.py; docs/sockets.md)."""
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP and UDP-Lite sockets")
+    p.add_argument("-w", "--raw", action="store_true", help="raw and ping (ICMP) sockets")
+    p.add_argument("-l", "--listening", action="store_true",
+                   help="only listening sockets (LISTEN, and unconnected datagram sockets)")
+    p.add_argument("-a", "--all", action="store_true", help="listening and other sockets")
+    p.add_argument("-n", "--numeric", action="store_true", help="numeric ports, no service names")
+    p.add_argument("-p", "--processes", action="store_true", help="show the owning processes")
+    p.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only")
+    p.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
+    p.add_argument("--state", action="append", default=[], metavar="STATE",
+                   help="only sockets in STATE (repeatable; e.g. LISTEN, ESTABLISHED, TIME-WAIT)")
+    p.add_argument("--port", type=int, action="append", default=[], metavar="N",
+                   help="only sockets with local or remote port N (repeatable)")
+    p.add_argument("--addr", action="append", default=[], metavar="ADDR[/LEN]",
+                   help="only sockets with a local or remote address in ADDR (repeatable)")
+    p.add_argument("--netns", metavar="NS",
+                   help="the namespace to read: a name under /run/netns, pid:N, or a path")
+    p.add_argument("--all-netns", action="store_true",
+                   help="every network namespace on the host, each row labelled")
+    p.add_argument("--json", action="store_true", help="one JSON object per socket")
+    p.add_argument("--addresses", action="store_true",
+                   help="instead of sockets: each namespace's addresses, local prefixes, routes")
+    p.add_argument("--watch", action="store_true",
+                   help="keep watching: new sockets and destroyed ones (with final counters)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="--watch: seconds between dumps (destroy events are immediate)")
+    p.add_argument("--watch-buffer", type=int, default=32 << 20, metavar="BYTES",
+                   help="--watch: kernel buffer for destroy events (default 32 MiB); when it "
+                        "overflows, sniffer re-dumps and says so")
+    p.add_argument("--hidden", action="store_true",
+                   help="instead of sockets: look for hidden ones (sock_diag against /proc/net); "
+                        "exit status 1 when one is found")
+    p.add_argument("--bind-probe", action="store_true",
+                   help="--hidden: also try bind() on every TCP and UDP port, as unhide-tcp does")
+
+
+def live_options(p: argparse.ArgumentParser) -> None:
+    """`sniffer live` (sniffer/live.py; docs/live.md)."""
+    p.add_argument("-i", "--interface", metavar="IFACE",
+                   help="interface to capture on (default: the default route's; 'any': all)")
+    p.add_argument("-f", "--filter", metavar="BPF", help="capture filter (tcpdump syntax)")
+    p.add_argument("--promisc", action="store_true", help="put the interface in promiscuous mode")
+    p.add_argument("--netns", metavar="NS", help="run inside this network namespace")
+    p.add_argument("--format", choices=("dashboard", "zeek", "json"), default=None,
+                   help="stdout: live dashboard (default on a terminal), conn.log, or JSON lines")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the records (--format) to FILE")
+    p.add_argument("--json", metavar="FILE", dest="json_file",
+                   help="also write the records as JSON lines to FILE")
+    p.add_argument("-w", "--write", metavar="FILE.pcapng",
+                   help="record packets and kernel snapshots, for `sniffer read` to replay")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N packets")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between kernel snapshots (default 1)")
+    p.add_argument("--hidden-interval", type=float, default=10.0, metavar="S",
+                   help="with --alerts/--detect: compare sock_diag with /proc/net for hidden "
+                        "sockets every S seconds (default 10; 0: never)")
+    p.add_argument("--bind-probe", action="store_true",
+                   help="the hidden-socket check also tries bind() on every port, as unhide-tcp "
+                        "does (a few seconds of CPU per check; see docs/detectors.md)")
+    p.add_argument("--buffer", type=int, default=256, metavar="MIB",
+                   help="capture ring size in MiB (default 256): bursts wait here while the "
+                        "engine catches up")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sniffer", description=(
         "Rebuild every TCP/UDP/ICMP connection, Zeek conn.log style, from captures or the wire."))
@@ -89,15 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the kernel's TCP, UDP, raw and ping sockets (sock_diag and /proc), "
                     "attributed to processes, users, containers and services, per network "
                     "namespace. netstat/ss options.")
-    from sniffer.sockets import add_arguments
-    add_arguments(sockets)
+    sockets_options(sockets)
     live = sub.add_parser(
         "live", help="sniff an interface: every connection, its owner, and who accounts for it",
         description="Capture on an interface (AF_PACKET ring), track connections with the "
                     "same engine as `read`, and hold each against the kernel's sockets: "
                     "attributed, kernel, refused, unattributed, not-local or unknown.")
-    from sniffer.live import add_arguments as live_arguments
-    live_arguments(live)
+    live_options(live)
     engine_options(live)
     detect_options(live)
     return parser

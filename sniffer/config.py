@@ -84,6 +84,9 @@ class Settings:
     frag_timeout: float = 300.0
     dns_session_timeout: float = 10.0  # Zeek's dns_session_timeout (UDP DNS connections)
     ip_tunnel_timeout: float = 86400.0  # Zeek's Tunnel::ip_tunnel_timeout
+    # The flow table's bound (--max-flows; 0: none): when full, an eighth is evicted, half-open
+    # and one-sided connections first. About 1.7 kB per connection: 100,000 is ~170 MB.
+    max_flows: int = 100_000
     # Ports whose connections get Zeek's 1 h inactivity timeout once established.
     long_timeout_ports: frozenset = frozenset({21, 22, 23, 513})
     long_inactivity_timeout: float = 3600.0

@@ -25,34 +25,6 @@ from sniffer.flows.table import FlowTable, ntop
 from sniffer.stats import Stats
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--interface", metavar="IFACE",
-                   help="interface to capture on (default: the default route's; 'any': all)")
-    p.add_argument("-f", "--filter", metavar="BPF", help="capture filter (tcpdump syntax)")
-    p.add_argument("--promisc", action="store_true", help="put the interface in promiscuous mode")
-    p.add_argument("--netns", metavar="NS", help="run inside this network namespace")
-    p.add_argument("--format", choices=("dashboard", "zeek", "json"), default=None,
-                   help="stdout: live dashboard (default on a terminal), conn.log, or JSON lines")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the records (--format) to FILE")
-    p.add_argument("--json", metavar="FILE", dest="json_file",
-                   help="also write the records as JSON lines to FILE")
-    p.add_argument("-w", "--write", metavar="FILE.pcapng",
-                   help="record packets and kernel snapshots, for `sniffer read` to replay")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--count", type=int, metavar="N", help="stop after N packets")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S",
-                   help="seconds between kernel snapshots (default 1)")
-    p.add_argument("--hidden-interval", type=float, default=10.0, metavar="S",
-                   help="with --alerts/--detect: compare sock_diag with /proc/net for hidden "
-                        "sockets every S seconds (default 10; 0: never)")
-    p.add_argument("--bind-probe", action="store_true",
-                   help="the hidden-socket check also tries bind() on every port, as unhide-tcp "
-                        "does (a few seconds of CPU per check; see docs/detectors.md)")
-    p.add_argument("--buffer", type=int, default=256, metavar="MIB",
-                   help="capture ring size in MiB (default 256): bursts wait here while the "
-                        "engine catches up")
-
-
 class Live:
     """One live run: capture, engine, kernel monitor, outputs."""
 

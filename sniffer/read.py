@@ -11,7 +11,7 @@ from sniffer.capture import open_capture
 from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports
 from sniffer.correlate import KernelView
 from sniffer.decode import Decoder
-from sniffer.errors import BadInputError, SnifferError
+from sniffer.errors import BadInputError, SnifferError, UsageError
 from sniffer.flows.conn import Conn
 from sniffer.flows.table import FlowTable
 from sniffer.stats import LoggedStats, Stats
@@ -25,6 +25,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         likely_server_ports=parse_ports(args.likely_server_ports),
         report_gaps_for_partial=args.report_gaps_for_partial,
     )
+    if getattr(args, "max_flows", None) is not None:
+        if args.max_flows < 0:
+            raise UsageError(f"--max-flows: must be 0 (no limit) or more, got {args.max_flows}")
+        settings.max_flows = args.max_flows
     if args.local_net:
         settings.local_nets = [parse_net(n, "--local-net") for n in args.local_net]
     for spec in getattr(args, "detect_set", ()):
@@ -253,6 +257,7 @@ def _report_skipped(stats: Stats, fmt: str) -> None:
     if fmt == "table":
         return
     notes = [f"{k}={v}" for k, v in sorted(stats.items())
-             if k.startswith(("unsupported_", "truncated_final_record", "bad_IP_checksum"))]
+             if k.startswith(("unsupported_", "truncated_final_record", "bad_IP_checksum",
+                              "flows_evicted"))]
     if notes and os.environ.get("SNIFFER_QUIET") != "1":
         print("sniffer: note: " + ", ".join(notes), file=sys.stderr)

@@ -24,44 +24,6 @@ KNOWN_STATES = frozenset({"ESTABLISHED", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "
                           "UNCONN"})
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
-    p.add_argument("-u", "--udp", action="store_true", help="UDP and UDP-Lite sockets")
-    p.add_argument("-w", "--raw", action="store_true", help="raw and ping (ICMP) sockets")
-    p.add_argument("-l", "--listening", action="store_true",
-                   help="only listening sockets (LISTEN, and unconnected datagram sockets)")
-    p.add_argument("-a", "--all", action="store_true", help="listening and other sockets")
-    p.add_argument("-n", "--numeric", action="store_true", help="numeric ports, no service names")
-    p.add_argument("-p", "--processes", action="store_true", help="show the owning processes")
-    p.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only")
-    p.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
-    p.add_argument("--state", action="append", default=[], metavar="STATE",
-                   help="only sockets in STATE (repeatable; e.g. LISTEN, ESTABLISHED, TIME-WAIT)")
-    p.add_argument("--port", type=int, action="append", default=[], metavar="N",
-                   help="only sockets with local or remote port N (repeatable)")
-    p.add_argument("--addr", action="append", default=[], metavar="ADDR[/LEN]",
-                   help="only sockets with a local or remote address in ADDR (repeatable)")
-    p.add_argument("--netns", metavar="NS",
-                   help="the namespace to read: a name under /run/netns, pid:N, or a path")
-    p.add_argument("--all-netns", action="store_true",
-                   help="every network namespace on the host, each row labelled")
-    p.add_argument("--json", action="store_true", help="one JSON object per socket")
-    p.add_argument("--addresses", action="store_true",
-                   help="instead of sockets: each namespace's addresses, local prefixes, routes")
-    p.add_argument("--watch", action="store_true",
-                   help="keep watching: new sockets and destroyed ones (with final counters)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                   help="--watch: seconds between dumps (destroy events are immediate)")
-    p.add_argument("--watch-buffer", type=int, default=32 << 20, metavar="BYTES",
-                   help="--watch: kernel buffer for destroy events (default 32 MiB); when it "
-                        "overflows, sniffer re-dumps and says so")
-    p.add_argument("--hidden", action="store_true",
-                   help="instead of sockets: look for hidden ones (sock_diag against /proc/net); "
-                        "exit status 1 when one is found")
-    p.add_argument("--bind-probe", action="store_true",
-                   help="--hidden: also try bind() on every TCP and UDP port, as unhide-tcp does")
-
-
 class Filter:
     """The row filter the options describe."""
 

@@ -39,6 +39,7 @@ _VXLAN_PORTS = frozenset({4789})
 _BROADCAST4 = b"\xff\xff\xff\xff"
 MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
 DNS_PORTS = (53, 137, 5353, 5355)  # Zeek's DNS::ports for UDP
+_SETTLED = frozenset({T.ESTABLISHED, T.PARTIAL})  # endpoint states that are not evicted first
 HIST_X = 0x400  # the history bit of "X" (Zeek's HIST_UNKNOWN_PKT), shared by every protocol
 
 
@@ -134,6 +135,7 @@ class FlowTable:
         self.no_csum_nets = (NetSet(settings.ignore_checksums_nets)
                              if settings.ignore_checksums_nets else None)
         self.check_csums = not settings.ignore_checksums
+        self.max_flows = settings.max_flows
         # UDP ports where Zeek's DNS analyzer runs: its ports, when they are server ports
         # (the DNS scripts are what register them).
         self.dns_ports = frozenset(p for p in DNS_PORTS if (p, 17) in self.likely)
@@ -231,10 +233,40 @@ class FlowTable:
         elif proto == 17 and conn.resp_p in self.dns_ports:
             self.add_timer(self.network_time + self.settings.dns_session_timeout, conn,
                            T.DNS_EXPIRE)
+        if self.max_flows and len(self.conns) >= self.max_flows:
+            self._evict()
         self.conns[key] = conn
         if self.on_new is not None:
             self.on_new(conn)
         return conn
+
+    def _evict(self) -> None:
+        """The table is full (--max-flows): evict an eighth of it, so the scan is paid rarely.
+
+        Victims are, oldest first, connections not established both ways (a flood's half-open
+        attempts, closed ones lingering for their timers, one-sided UDP), then, if those are
+        too few, the longest idle. Each is logged as it stands, like a timeout, and counted in
+        `flows_evicted`: established connections survive a flood of new attempts.
+        """
+        want = max(1, self.max_flows // 8)
+        victims = []
+        for c in self.conns.values():  # insertion order: oldest first
+            if c.proto == 6:
+                if c.orig.state in _SETTLED and c.resp.state in _SETTLED:
+                    continue
+            elif c.resp_pkts and c.orig_pkts:
+                continue
+            victims.append(c)
+            if len(victims) >= want:
+                break
+        if len(victims) < want:
+            chosen = {id(c) for c in victims}
+            victims += heapq.nsmallest(want - len(victims),
+                                       (c for c in self.conns.values() if id(c) not in chosen),
+                                       key=lambda c: c.last_time)
+        for c in victims:
+            self.remove(c)
+        self.stats["flows_evicted"] += len(victims)
 
     def remove(self, conn) -> None:
         if conn.removed:
