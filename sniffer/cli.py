@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect_options(read)
     read.add_argument("--weird-log", metavar="FILE",
                       help="also write every anomaly (Zeek's weird.log layout) to FILE")
+    read.add_argument("--workers", type=count, default=1, metavar="N",
+                      help="shard connections across N processes (zeek or json output; the "
+                           "records are the ones one process writes)")
     read.add_argument("--max-rows", type=count, default=1000, metavar="N",
                       help="table format: show at most N connections (0: all)")
     sockets = sub.add_parser(

@@ -100,6 +100,7 @@ class Live:
         next_snapshot = start + args.interval
         next_tick = start + 0.05
         decode, process, more = self.decoder.decode, self.table.process, self.decoder.more
+        table, tick = self.table, self.table.tick
         recorder = self.recorder
         # The detectors learn each frame's direction (sll_pkttype) before its packets.
         frame = self.detectors.frame if self.detectors is not None else None
@@ -112,6 +113,9 @@ class Live:
                     recorder.packet(0, ts, data, wirelen, pkttype)
                 if frame is not None:
                     frame(linktype, data, pkttype)
+                table.frame = count  # as in sniffer.read.run_packets
+                if ts > table.network_time:
+                    tick(ts)
                 pkt = decode(ts, linktype, data, wirelen)
                 if pkt is not None:  # as in sniffer.read.run_packets (kept inline: per packet)
                     if more:

@@ -37,14 +37,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
-                advance=None, weird=None, detectors=None) -> BadInputError | None:
+                advance=None, weird=None, detectors=None, shard=None,
+                on_table=None) -> BadInputError | None:
     """Run the pipeline over `paths`; every connection reaches `emit`, even after bad input.
 
     `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
     progress bar); `weird(record)`, when given, receives each anomaly for weird.log;
-    `detectors` (sniffer.detect.engine.Detectors), when given, observes the run. Returns
-    the input error that stopped the run early, if any (the caller
-    reports it after the output is complete).
+    `detectors` (sniffer.detect.engine.Detectors), when given, observes the run. `shard`,
+    ``(owner, me)``, makes this run one `--workers` shard: frames for which
+    ``owner(linktype, data) != me`` only move the clock on (sniffer.workers); `on_table`
+    is handed the flow table before the first packet. Returns the input error that stopped
+    the run early, if any (the caller reports it after the output is complete).
     """
     decoder = Decoder(settings, stats)
     # A recording of `sniffer live -w` carries the kernel's view in custom blocks: replay it
@@ -74,7 +77,11 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     decode = decoder.decode
     more = decoder.more
     process = table.process
-    packets = wire_bytes = 0
+    tick = table.tick
+    if on_table is not None:
+        on_table(table)
+    owner, me = shard if shard is not None else (None, 0)
+    packets = wire_bytes = foreign = 0
     error = None
     try:
         packets_in = open_capture(paths, stats, on_custom, directions=detectors is not None)
@@ -86,6 +93,12 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
             packets_in = _stamped(packets_in, stats)
         for ts, linktype, data, wirelen in packets_in:
             packets += 1
+            table.frame = packets
+            if ts > table.network_time:
+                tick(ts)
+            if owner is not None and owner(linktype, data) != me:
+                foreign += 1  # another worker's: only the clock moved
+                continue
             wire_bytes += wirelen
             pkt = decode(ts, linktype, data, wirelen)
             if pkt is not None:
@@ -100,7 +113,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     except BadInputError as exc:
         error = exc
     finally:
-        stats["packets"] += packets
+        stats["packets"] += packets - foreign
         stats["bytes"] += wire_bytes
         decoder.flush()
         if detectors is not None:
@@ -156,7 +169,7 @@ class _Output:
             if not os.access(parent, os.W_OK) or os.path.isdir(path):
                 raise SnifferError(f"{path}: cannot write here")
 
-    def _open(self, first: Conn | None = None) -> None:
+    def _open(self, first: Conn | None = None, verdicts: bool | None = None) -> None:
         if self.path:
             try:
                 self.out = open(self.path, "w", encoding="utf-8", newline="\n")
@@ -165,7 +178,9 @@ class _Output:
         else:
             self.out = sys.stdout
         from sniffer.output.zeek import DEFAULT_FIELDS, VERDICT_FIELDS
-        fields = DEFAULT_FIELDS + (VERDICT_FIELDS if first is not None and first.verdict else ())
+        if verdicts is None:
+            verdicts = first is not None and bool(first.verdict)
+        fields = DEFAULT_FIELDS + (VERDICT_FIELDS if verdicts else ())
         if self.fmt == "zeek":
             from sniffer.output.zeek import ZeekWriter
             self.writer = ZeekWriter(self.out, fields)
@@ -180,6 +195,13 @@ class _Output:
         if self.writer is None:
             self._open(conn)
         self.writer.write(conn)
+
+    def open_raw(self, verdicts: bool) -> None:
+        """For `--workers`: open with the verdict fields or without; rows come formatted."""
+        self._open(verdicts=verdicts)
+
+    def write_raw(self, row: str) -> None:
+        self.out.write(row)
 
     def finish(self, stats: Stats, max_rows: int | None) -> None:
         if self.out is None:
@@ -220,6 +242,8 @@ def run_read(args: argparse.Namespace) -> int:
     if fmt is None:
         fmt = "table" if (not args.output and sys.stdout.isatty()) else "zeek"
     output = _Output(args.output, fmt)
+    if getattr(args, "workers", 1) > 1:
+        return _run_workers(args, settings, fmt, output)
     weirds = _weird_log(args.weird_log)
     weird = weirds.write if weirds is not None else None
     if weirds is None:
@@ -248,6 +272,20 @@ def run_read(args: argparse.Namespace) -> int:
         output.finish(stats, args.max_rows or None)
     if error is not None:
         raise error
+    _report_skipped(stats, fmt)
+    return 0
+
+
+def _run_workers(args: argparse.Namespace, settings: Settings, fmt: str, output) -> int:
+    from sniffer import workers
+    args.format = fmt
+    workers.check_args(args)
+    result = workers.run(args, settings, args.workers, output)
+    stats = Stats()
+    stats.update(result["stats"])
+    output.finish(stats, None)
+    if result["error"] is not None:
+        raise result["error"]
     _report_skipped(stats, fmt)
     return 0
 

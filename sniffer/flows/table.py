@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import socket
 import struct
+from collections import Counter
 from collections.abc import Callable
 
 from sniffer.config import Settings
@@ -39,7 +40,20 @@ _VXLAN_PORTS = frozenset({4789})
 _BROADCAST4 = b"\xff\xff\xff\xff"
 MAX_TUNNEL_CHANGES = 5  # Zeek's Tunnel::max_changes_per_connection
 DNS_PORTS = (53, 137, 5353, 5355)  # Zeek's DNS::ports for UDP
-_SETTLED = frozenset({T.ESTABLISHED, T.PARTIAL})  # endpoint states that are not evicted first
+
+
+def _never_answered(c) -> bool:
+    """Eviction tier 1: a TCP attempt that has not completed its handshake."""
+    return c.proto == 6 and c.orig.state <= T.SYN_ACK_SENT and c.resp.state <= T.SYN_ACK_SENT
+
+
+def _closed(c) -> bool:
+    """Eviction tier 2: TCP closed or reset on one side; UDP or ICMP with no reply yet."""
+    if c.proto == 6:
+        return c.orig.state >= T.CLOSED or c.resp.state >= T.CLOSED
+    return not (c.orig_pkts and c.resp_pkts)
+
+
 HIST_X = 0x400  # the history bit of "X" (Zeek's HIST_UNKNOWN_PKT), shared by every protocol
 
 
@@ -128,8 +142,17 @@ class FlowTable:
         self.conns: dict[tuple, object] = {}
         self.timers: list = []
         self.timer_seq = 0
+        # The reader sets `frame` to each frame's index in the input: with the order of
+        # creations within a frame it makes a connection's serial number (its uid, its place
+        # at the end of the input, the order of timers due at the same time), which depends
+        # only on the input, so `--workers` shards give the records one worker gives.
+        self.frame = 0
+        # What is ending connections right now: (when, serial, kind) of the timer firing,
+        # ("flush", serial) at the end of the input, None while a packet is processed.
+        self.firing: tuple | None = None
+        self._serial_frame = -1
+        self._serial_k = 0
         self.network_time = 0.0
-        self.created = 0
         self.likely = settings.likely_server_ports
         self.local = NetSet(settings.local_nets)
         self.no_csum_nets = (NetSet(settings.ignore_checksums_nets)
@@ -161,7 +184,7 @@ class FlowTable:
     def add_timer(self, when: float, conn, kind: int) -> None:
         gen = conn.inact_gen if kind == T.INACTIVITY else getattr(conn, "timer_gen", 0)
         self.timer_seq += 1
-        heapq.heappush(self.timers, (when, self.timer_seq, kind, gen, conn))
+        heapq.heappush(self.timers, (when, conn.seq_no, kind, gen, self.timer_seq, conn))
 
     def set_inactivity_timeout(self, conn, timeout: float) -> None:
         if timeout == conn.inactivity_timeout:
@@ -175,9 +198,10 @@ class FlowTable:
         """Fire every timer due at network time `t` (Zeek: before the packet is processed)."""
         timers = self.timers
         while timers and timers[0][0] <= t:
-            _, _, kind, gen, conn = heapq.heappop(timers)
+            when, serial, kind, gen, _, conn = heapq.heappop(timers)
             if conn.removed:
                 continue
+            self.firing = (when, serial, kind)
             if kind == T.INACTIVITY:
                 if gen != conn.inact_gen:
                     continue
@@ -200,6 +224,15 @@ class FlowTable:
                     self.add_timer(t + self.settings.dns_session_timeout, conn, T.DNS_EXPIRE)
             else:
                 self.remove(conn)
+        self.firing = None
+
+    def tick(self, ts: float) -> None:
+        """A frame was read at `ts`: network time moves on and due timers fire, whether or not
+        the frame decodes (Zeek advances its clock per packet read, before analysis)."""
+        if ts > self.network_time:
+            self.network_time = ts
+            if self.timers and self.timers[0][0] <= ts:
+                self.advance(ts)
 
     def connection_established(self, conn: T.TCPConn) -> None:
         """Zeek's inactivity.zeek: 1 h timeout for ports like 21, 22, 23 once established."""
@@ -211,17 +244,24 @@ class FlowTable:
             self.set_inactivity_timeout(conn, self.settings.long_inactivity_timeout)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def _serial(self) -> int:
+        """(frame index << 16) | the how-manieth creation within that frame (from 1)."""
+        if self.frame != self._serial_frame:
+            self._serial_frame, self._serial_k = self.frame, 0
+        self._serial_k += 1
+        return (self.frame << 16) | self._serial_k
+
     def _new(self, cls, key, ts, src, sport, dst, dport, proto, flip: bool, encap=None):
-        self.created += 1
+        serial = self._serial()
         if cls is T.TCPConn:
-            conn = T.TCPConn(self, key, ts, src, sport, dst, dport, self.created)
+            conn = T.TCPConn(self, key, ts, src, sport, dst, dport, serial)
             timeout = self.settings.udp_inactivity_timeout
         else:
-            conn = SimpleConn(key, ts, src, sport, dst, dport, proto, self.created)
+            conn = SimpleConn(key, ts, src, sport, dst, dport, proto, serial)
             timeout = (self.settings.udp_inactivity_timeout if proto == 17 else
                        self.settings.icmp_inactivity_timeout if proto in (1, 58) else
                        self.settings.unknown_ip_inactivity_timeout)
-        conn.uid = make_uid(key, ts, self.created)
+        conn.uid = make_uid(key, ts, serial)
         if encap is not None:
             conn.encap = encap
             conn.tunnel_parents = [encap[-1][1]]
@@ -243,24 +283,33 @@ class FlowTable:
     def _evict(self) -> None:
         """The table is full (--max-flows): evict an eighth of it, so the scan is paid rarely.
 
-        Victims are, oldest first, connections not established both ways (a flood's half-open
-        attempts, closed ones lingering for their timers, one-sided UDP), then, if those are
-        too few, the longest idle. Each is logged as it stands, like a timeout, and counted in
-        `flows_evicted`: established connections survive a flood of new attempts.
+        Victims, oldest first within each tier: TCP attempts that have not completed a
+        handshake, those to the service most of them target first (a flood aims at one; a
+        slow real handshake elsewhere is spared); then closed and reset connections waiting
+        for their timers, and UDP with no reply; then, if those are too few, the longest
+        idle. Each is logged as it stands, like a timeout, and counted in `flows_evicted`.
+        Established connections survive a flood of new attempts.
         """
         want = max(1, self.max_flows // 8)
-        victims = []
+        attempts = []
         for c in self.conns.values():  # insertion order: oldest first
-            if c.proto == 6:
-                if c.orig.state in _SETTLED and c.resp.state in _SETTLED:
-                    continue
-            elif c.resp_pkts and c.orig_pkts:
-                continue
-            victims.append(c)
-            if len(victims) >= want:
-                break
+            if _never_answered(c):
+                attempts.append(c)
+                if len(attempts) >= 2 * want:
+                    break
+        targets = Counter((c.resp_h, c.resp_p) for c in attempts)
+        heavy = {t for t, n in targets.items() if n * 8 >= len(attempts)}
+        attempts.sort(key=lambda c: (c.resp_h, c.resp_p) not in heavy)  # stable: oldest first
+        victims = attempts[:want]
+        chosen = {id(c) for c in victims}
         if len(victims) < want:
-            chosen = {id(c) for c in victims}
+            for c in self.conns.values():
+                if _closed(c) and id(c) not in chosen:
+                    victims.append(c)
+                    chosen.add(id(c))
+                    if len(victims) >= want:
+                        break
+        if len(victims) < want:
             victims += heapq.nsmallest(want - len(victims),
                                        (c for c in self.conns.values() if id(c) not in chosen),
                                        key=lambda c: c.last_time)
@@ -280,7 +329,9 @@ class FlowTable:
         """End of input: every remaining connection, in creation order, no timeouts applied."""
         for conn in sorted(self.conns.values(), key=lambda c: c.seq_no):
             conn.removed = True
+            self.firing = ("flush", conn.seq_no)
             self.emit(self.record(conn))
+        self.firing = None
         self.conns.clear()
         self.timers.clear()
 
@@ -374,8 +425,7 @@ class FlowTable:
         pair = (src, dst) if src < dst else (dst, src)
         entry = self.ip_tunnels.get(pair)
         if entry is None or ts - entry[1] >= self.settings.ip_tunnel_timeout:
-            self.created += 1
-            uid = make_uid(("tunnel",) + pair, ts, self.created)
+            uid = make_uid(("tunnel",) + pair, ts, self._serial())
             entry = self.ip_tunnels[pair] = [(kind, uid, src, 0, dst, 0), ts]
         else:
             entry[1] = ts
@@ -412,8 +462,7 @@ class FlowTable:
             pair = (conn.orig_h, conn.resp_h) if conn.orig_h < conn.resp_h else (conn.resp_h, conn.orig_h)
             entry = self.ip_tunnels.get(pair)
             if entry is None or ts - entry[1] >= self.settings.ip_tunnel_timeout:
-                self.created += 1
-                uid = make_uid(("tunnel",) + pair, ts, self.created)
+                uid = make_uid(("tunnel",) + pair, ts, self._serial())
                 entry = self.ip_tunnels[pair] = [(kind, uid, conn.orig_h, 0, conn.resp_h, 0), ts]
             else:
                 entry[1] = ts

@@ -9,6 +9,7 @@ elements joined by ``,``, and reserved or non-printable content escaped as ``\\x
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
@@ -121,10 +122,61 @@ def format_value(value: Any, ztype: str) -> str:
 def format_row(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> str:
     """One conn.log data line (without the newline). A line that would start with ``#`` gets
     that character escaped, as Zeek does, so readers never take it for a header."""
-    line = SEPARATOR.join(format_value(field_value(conn, f), FIELD_TYPES[f]) for f in fields)
+    line = _row_formatter(tuple(fields))(conn)
     if line.startswith("#"):
         line = "\\x23" + line[1:]
     return line
+
+
+_ATTRS = {"id.orig_h": "orig_h", "id.orig_p": "orig_p", "id.resp_h": "resp_h",
+          "id.resp_p": "resp_p"}
+
+
+def _text(v: Any) -> str:
+    """A string field: as it is when nothing in it needs escaping (the usual case)."""
+    if v is None:
+        return UNSET_FIELD
+    if type(v) is str and v.isprintable() and "\\" not in v and v != UNSET_FIELD \
+            and v != EMPTY_FIELD:
+        return v
+    return format_value(v, "string")
+
+
+def _number(v: Any) -> str:
+    return UNSET_FIELD if v is None else str(v) if type(v) is int else format_value(v, "count")
+
+
+@functools.lru_cache(maxsize=16)
+def _row_formatter(fields: tuple[str, ...]) -> Callable[[Conn], str]:
+    """A formatter for rows of these fields, generated as one function (as dataclasses and
+    namedtuple generate theirs): one attribute read and an inline test per field. The
+    general `field_value` + `format_value` path costs several times as much, which shows
+    when every packet of a flood is a connection."""
+    exprs = []
+    for i, name in enumerate(fields):
+        ztype = FIELD_TYPES.get(name)
+        if ztype is None:
+            raise ValueError(f"unknown conn.log field {name!r}")
+        attr, v = _ATTRS.get(name, name), f"v{i}"
+        if not attr.isidentifier() or name in ("processes", "evidence", "tunnel_parents"):
+            exprs.append(f"format_value(field_value(c, {name!r}), {ztype!r})")
+        elif name == "history":
+            exprs.append("_text(c.history or None)")
+        elif ztype in ("time", "interval"):
+            exprs.append(f"(UNSET if ({v} := c.{attr}) is None else f'{{{v}:.6f}}')")
+        elif ztype in ("count", "port"):
+            exprs.append(f"(str({v}) if type({v} := c.{attr}) is int else _number({v}))")
+        elif ztype == "bool":
+            exprs.append(f"(UNSET if ({v} := c.{attr}) is None else 'T' if {v} else 'F')")
+        elif ztype in ("string", "addr", "enum"):
+            exprs.append(f"_text(c.{attr})")
+        else:
+            exprs.append(f"format_value(field_value(c, {name!r}), {ztype!r})")
+    source = "def row(c):\n    return SEP.join((" + ", ".join(exprs) + ",))\n"
+    scope = {"SEP": SEPARATOR, "UNSET": UNSET_FIELD, "_text": _text, "_number": _number,
+             "format_value": format_value, "field_value": field_value}
+    exec(source, scope)  # noqa: S102 - the source is built above from known field names
+    return scope["row"]
 
 
 def log_timestamp(t: float) -> str:
