@@ -170,8 +170,9 @@ class Live:
 
 def run_live(args: argparse.Namespace) -> int:
     from sniffer.kernel.netns import entered, resolve
-    from sniffer.read import settings_from_args
+    from sniffer.read import quiet_collector, settings_from_args
 
+    quiet_collector()
     settings = settings_from_args(args)
     ns = resolve(args.netns) if args.netns else None
     with entered(ns) if ns is not None else contextlib.nullcontext():
