@@ -83,7 +83,7 @@ def sniffer_cmd() -> list[str]:
     return [sys.executable, "-m", "sniffer"]  # the source tree (cwd is the repo root)
 
 
-def tools(scapy_file: Path) -> dict[str, tuple[list[str] | None, str]]:
+def tools() -> dict[str, tuple[list[str] | None, str]]:
     """name -> (command prefix before the file, or None when missing; why missing)."""
     out: dict[str, tuple[list[str] | None, str]] = {}
     out["sniffer"] = (sniffer_cmd() + ["read", "--format", "zeek", "-o", "/dev/null"], "")
@@ -158,7 +158,7 @@ def main() -> int:
         f"SYN flood {2 * args.packets // 1000}k": generate(
             args.dir / f"synflood_{2 * args.packets}.pcap", 2 * args.packets, "synflood"),
     }
-    available = tools(files[f"mix {small // 1000}k"])
+    available = tools()
     if args.only:
         available = {k: v for k, v in available.items() if k in args.only}
     rows = []

@@ -25,7 +25,6 @@ import heapq
 import json
 import os
 import struct
-import sys
 import tempfile
 
 from sniffer.errors import BadInputError, SnifferError, UsageError
@@ -86,27 +85,23 @@ def make_owner(n: int, settings=None):
     tcp4: dict[bytes, int] = {}  # IPv4 address pair -> worker, for plain TCP frames
     tcp6: dict[bytes, int] = {}
 
+    def by_pair(cache: dict[bytes, int], pair: bytes, half: int) -> int:
+        w = cache.get(pair)
+        if w is None:
+            if len(cache) > 65536:
+                cache.clear()
+            w = cache[pair] = classify(pair[:half], pair[half:], 6, b"")
+        return w
+
     def owner(linktype: int, data: bytes) -> int:
-        # The common case first, cached by address pair: IPv4 TCP on untagged Ethernet, not a
-        # fragment. Every worker classifies every frame, so this is most of a worker's cost
-        # for the frames it does not own.
+        # The common cases first, cached by address pair: TCP on untagged Ethernet, IPv4 not
+        # a fragment, IPv6 without extension headers. Every worker classifies every frame, so
+        # this is most of a worker's cost for the frames it does not own.
         if linktype == 1 and data[23:24] == b"\x06" and data[12:14] == b"\x08\x00" \
                 and not (data[20] & 0x3F or data[21]):
-            pair = data[26:34]
-            w = tcp4.get(pair)
-            if w is None:
-                if len(tcp4) > 65536:
-                    tcp4.clear()
-                w = tcp4[pair] = classify(pair[:4], pair[4:], 6, b"")
-            return w
+            return by_pair(tcp4, data[26:34], 4)
         if linktype == 1 and data[20:21] == b"\x06" and data[12:14] == b"\x86\xdd":
-            pair = data[22:54]  # IPv6 TCP without extension headers: the same, by addresses
-            w = tcp6.get(pair)
-            if w is None:
-                if len(tcp6) > 65536:
-                    tcp6.clear()
-                w = tcp6[pair] = classify(pair[:16], pair[16:], 6, b"")
-            return w
+            return by_pair(tcp6, data[22:54], 16)
         if linktype == 1 and len(data) >= 34:
             off, et = 14, data[12] << 8 | data[13]
             while et in _VLAN and len(data) >= off + 4:
@@ -261,4 +256,3 @@ def _merge(files: list[str], output) -> None:
     finally:
         for s in streams:
             s.close()
-    sys.stdout.flush()
