@@ -734,6 +734,11 @@ def data():
             pass
         s.close()
 def burst():
+    # Accept and close each burst connection, so the client's sockets see the server's FIN and
+    # are freed at once (a half-closed client socket may otherwise sit in FIN-WAIT-2 for a
+    # minute). SCHED_IDLE: this thread runs when a CPU is free, so on this 2-CPU machine it
+    # does not slow the client's burst, which the kernel completes in the listener's queue.
+    os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
     while True:
         s, _ = l2.accept()
         s.close()
@@ -743,8 +748,9 @@ ready(l1=desc(l1), l2=desc(l2))
 '''
 
 CLIENT = r'''
-import json, socket, sys, time
+import json, os, socket, sys, time
 a1, a2, n = ("127.0.0.1", int(sys.argv[1])), ("127.0.0.1", int(sys.argv[2])), int(sys.argv[3])
+limit = float(sys.argv[4])
 c = socket.create_connection(a1)
 c.sendall(b"x" * 1234)
 got = 0
@@ -752,18 +758,33 @@ while got < 567:
     got += len(c.recv(65536))
 data = c.getsockname()[1]
 c.close()
-ports = []
-new, add = socket.socket, ports.append
-t0 = time.perf_counter()
-for _ in range(n):
-    s = new()
-    s.connect(a2)
-    add(s.getsockname()[1])
-    s.close()
-print(json.dumps({"data": data, "ports": ports, "elapsed": time.perf_counter() - t0}))
+# Bursts of n connect+close until one fits in `limit` seconds (a loaded machine may need a
+# second try, after a pause that lets the watcher and the server catch up); every burst's
+# connections must be seen, not only the fast one's.
+# Real-time priority for the burst (the test runs as root): the watcher then competes for
+# the other CPU only, and must keep up with events arriving faster than it reads them.
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+bursts = []
+new = socket.socket
+for attempt in range(5):
+    if attempt:
+        time.sleep(0.3)
+    ports = []
+    add = ports.append
+    t0 = time.perf_counter()
+    for _ in range(n):
+        s = new()
+        s.connect(a2)
+        add(s.getsockname()[1])
+        s.close()
+    bursts.append({"ports": ports, "elapsed": time.perf_counter() - t0})
+    if bursts[-1]["elapsed"] <= limit:
+        break
+print(json.dumps({"data": data, "bursts": bursts}))
 '''
 
 BURST = 1000
+BURST_WITHIN = 0.050  # seconds: the issue's "1,000 connections opened and closed within 50 ms"
 
 
 def test_watch_loses_no_short_lived_connection(netns, record_property):
@@ -784,13 +805,16 @@ def test_watch_loses_no_short_lived_connection(netns, record_property):
         first = json.loads(lines[0])
         assert first.get("event") == "watching", f"first line is not the readiness line: {lines[0]!r}"
 
-        r = netns.run(PYTHON, "-c", CLIENT, p1, p2, BURST, timeout=120)
+        r = netns.run(PYTHON, "-c", CLIENT, p1, p2, BURST, BURST_WITHIN, timeout=120)
         client = json.loads(r.stdout)
+        times = [round(b["elapsed"] * 1000, 1) for b in client["bursts"]]
         record_property("burst_connections", BURST)
-        record_property("burst_elapsed_ms", round(client["elapsed"] * 1000, 1))
-        print(f"\n{BURST} connect+close in {client['elapsed'] * 1000:.1f} ms")
-        want = {("127.0.0.1", p, "127.0.0.1", p2) for p in client["ports"]}
-        assert len(want) == BURST
+        record_property("burst_elapsed_ms", times)
+        print(f"\n{BURST} connect+close in {' then '.join(f'{t} ms' for t in times)}")
+        # 4-tuples may repeat between bursts (loopback reuses TIME-WAIT ports): count them
+        want = Counter(("127.0.0.1", p, "127.0.0.1", p2)
+                       for b in client["bursts"] for p in b["ports"])
+        assert sum(want.values()) == BURST * len(client["bursts"])
         data_tuple = ("127.0.0.1", client["data"], "127.0.0.1", p1)
 
         def seen(kinds=("destroy",)):
@@ -802,8 +826,12 @@ def test_watch_loses_no_short_lived_connection(netns, record_property):
                     out.setdefault(t, []).append(o)
             return out
 
+        def missing():
+            got = seen()
+            return {t: k - len(got.get(t, ())) for t, k in want.items() if len(got.get(t, ())) < k}
+
         deadline = time.monotonic() + 15
-        while not (want | {data_tuple}) <= seen().keys() and time.monotonic() < deadline:
+        while (missing() or data_tuple not in seen()) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         if watcher.poll() is None:
@@ -825,12 +853,16 @@ def test_watch_loses_no_short_lived_connection(netns, record_property):
     assert all(isinstance(e.get("event"), str) for e in events)
     # Every client socket was freed at close() (the active closer keeps only a TIME-WAIT
     # minisock, which a periodic dump may also show as "open": that does not count here).
+    assert client["bursts"][-1]["elapsed"] <= BURST_WITHIN, \
+        f"no burst of {BURST} connections fitted in {BURST_WITHIN * 1000:.0f} ms: {times} ms"
     got = seen()
-    lost = want - got.keys()
-    also = len(lost & seen(("open",)).keys())
-    assert not lost, (f"{len(lost)} of {BURST} connections (made in {client['elapsed'] * 1000:.1f}"
-                      f" ms) have no destroy event ({also} of them were seen as open), "
-                      f"e.g. {sorted(lost)[:5]}")
+    lost = missing()
+    also = len(lost.keys() & seen(("open",)).keys())
+    resyncs = [e for e in events if e.get("event") == "resync"]
+    assert not lost, (f"{sum(lost.values())} of {sum(want.values())} connections (bursts of "
+                      f"{BURST} in {times} ms) have no destroy event ({also} of them were seen "
+                      f"as open; {len(resyncs)} resync), e.g. "
+                      f"{[(t, want[t], got.get(t)) for t in sorted(lost)[:3]]}")
 
     # the listener existed before --watch started: it is in the initial snapshot
     snap = [e for e in events if e.get("event") == "open" and e.get("proto") == "tcp"
@@ -981,7 +1013,7 @@ def test_watch_overflow_is_reported_and_recovered(netns):
         reader.start()
         w.send_signal(signal.SIGSTOP)
         try:
-            netns.run(PYTHON, "-c", CLIENT, str(p1), str(p2), "500", timeout=60)
+            netns.run(PYTHON, "-c", CLIENT, str(p1), str(p2), "500", "1", timeout=60)
             time.sleep(0.3)  # let the kernel's destroy work queue run
         finally:
             w.send_signal(signal.SIGCONT)
