@@ -13,12 +13,15 @@ from collections.abc import Sequence
 
 from sniffer import __version__
 from sniffer.errors import SnifferError
+from sniffer.interrupt import Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit status 2 (argparse's own default)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from sniffer.output.safe import escape_controls  # argparse quotes unknown args raw
+        message = escape_controls(message)
         self.exit(2, f"sniffer: {message} (see 'sniffer {self.prog.split()[-1]} --help')\n"
                   if " " in self.prog else f"sniffer: {message} (see 'sniffer --help')\n")
 
@@ -134,6 +137,13 @@ def live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--buffer", type=int, default=256, metavar="MIB",
                    help="capture ring size in MiB (default 256): bursts wait here while the "
                         "engine catches up")
+    p.add_argument("--user", metavar="NAME",
+                   help="once the capture, kernel sockets and output files are open, run as "
+                        "NAME with no capabilities and no_new_privs (docs/live.md, 'Least "
+                        "privilege'): other users' sockets then show no process")
+    p.add_argument("--keep-caps", action="store_true",
+                   help="with --user: keep CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, so sockets "
+                        "of every user stay attributed to their processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SnifferError as exc:
         print(f"sniffer: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:  # `read` stopped by a signal, after writing what it rebuilt
+        print(f"sniffer: {exc}: the connections seen until then were written", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -146,6 +146,12 @@ class KernelView:
             elif rec.get("owner") in KERNEL_OWNERS:
                 c.verdict = "kernel"
                 evidence.append(f"the {role}'s socket is held by the kernel ({rec['owner']})")
+            elif rec.get("owner") == "unknown":
+                # Another user's socket, and no right to read that user's processes (not
+                # root, or `live --user` without --keep-caps): not evidence of anything.
+                c.verdict = "unknown"
+                evidence.append(f"the {role}'s socket was seen, but its owner could not be read "
+                                f"(another user's process, not readable without privileges)")
             else:
                 c.verdict = "unknown"
                 evidence.append(f"the {role}'s socket was seen, but not its owner")

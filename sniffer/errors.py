@@ -1,8 +1,18 @@
 """One exception hierarchy. The CLI maps every `SnifferError` to a one-line message and exit 2."""
 
+from sniffer.output.safe import escape_controls
+
 
 class SnifferError(Exception):
-    """A problem the user can act on (bad input, bad option); never shown as a traceback."""
+    """A problem the user can act on (bad input, bad option); never shown as a traceback.
+
+    Its text names files, interfaces and namespaces that anyone may have named (a capture
+    called ``$'\\e]0;pwned\\a.pcap'``), and the CLI prints it to a terminal: so `str()` shows
+    control and bidi characters as escapes. `args` keep the raw text.
+    """
+
+    def __str__(self) -> str:
+        return escape_controls(super().__str__())
 
 
 class BadInputError(SnifferError):

@@ -17,10 +17,10 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 from sniffer.correlate import KernelView
 from sniffer.decode import Decoder
-from sniffer.errors import SnifferError
 from sniffer.flows.table import FlowTable, ntop
 from sniffer.stats import Stats
 
@@ -54,7 +54,9 @@ class Live:
         if self.detectors is not None:
             self.table.observer = self.detectors
             self.detectors.table = self.table
-        self.monitor = KernelMonitor(current(), self.kernel_event)
+        # Under --user the connect() tracer stays off: its tracefs instance is root's to remove.
+        self.monitor = KernelMonitor(current(), self.kernel_event,
+                                     trace=not getattr(args, "user", None))
 
     # -- the kernel's side ------------------------------------------------------------------
     def kernel_event(self, ts: float, ev: dict) -> None:
@@ -89,11 +91,17 @@ class Live:
             del self.recent[:-20]
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, dashboard=None) -> None:
+    def run(self, dashboard=None, started: Callable[[], None] | None = None) -> None:
+        """Capture until stopped; `started()` runs once the first kernel view is in (where
+        `--user` drops root: before the first packet is parsed, after the last privileged step)."""
         args = self.args
         now = time.time()
         self.monitor.addresses(now)
         self.monitor.snapshot(now)
+        if started is not None:
+            if dashboard is not None:
+                dashboard(self, True)  # the first frame, while the installation is readable
+            started()
         if self.detectors is not None and args.hidden_interval > 0:
             self.monitor.start_hidden_checks(args.hidden_interval, args.bind_probe)
         start = time.monotonic()
@@ -169,58 +177,92 @@ class Live:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from sniffer.kernel.netns import entered, resolve
+    from sniffer.kernel.netns import enter, entered, resolve
     from sniffer.read import quiet_collector, settings_from_args
 
     quiet_collector()
     settings = settings_from_args(args)
+    drop = _privilege_drop(args)  # an unknown --user fails here, before anything is opened
     ns = resolve(args.netns) if args.netns else None
-    with entered(ns) if ns is not None else contextlib.nullcontext():
+    if ns is not None and drop is not None:
+        enter(ns)  # for good: after the drop there is no way back (and no need of one)
+        scope = contextlib.nullcontext()
+    else:
+        scope = entered(ns) if ns is not None else contextlib.nullcontext()
+    with scope:
         live = Live(args, settings)
         fmt = args.format or ("dashboard" if sys.stdout.isatty() and not args.output else "zeek")
         _outputs(live, args, fmt)
         stop = lambda *_: live.capture.stop()  # noqa: E731 - a signal handler
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: the terminal closed
+            signal.signal(sig, stop)
         try:
             if fmt == "dashboard":
                 from sniffer.output.dashboard import Dashboard
                 with Dashboard(live) as board:
-                    live.run(board.update)
+                    live.run(board.update, drop)
             else:
-                live.run()
+                live.run(started=drop)
         finally:
             live.finish()
     _report(live)
     return 0
 
 
+# Imported lazily by the run after the drop: imported before it instead, because the new user
+# may not be able to read the Python installation (a pyenv under /root, say).
+_AFTER_DROP = ("queue", "threading", "sniffer.kernel.hidden", "sniffer.flows.community_id",
+               "sniffer.detect.tcp_common", "sniffer.output.notice", "ipaddress")
+
+
+def _privilege_drop(args: argparse.Namespace) -> Callable[[], None] | None:
+    """`--user NAME [--keep-caps]`: the callable that drops root (None without --user).
+
+    The user is looked up now, so a bad name is a usage error before any socket is opened;
+    the capabilities kept depend on what the run will still do (docs/live.md).
+    """
+    if not args.user:
+        if args.keep_caps:
+            from sniffer.errors import UsageError
+            raise UsageError("--keep-caps goes with --user NAME")
+        return None
+    from sniffer import privileges
+
+    who = privileges.target(args.user)
+    probe = bool(args.bind_probe and (args.alerts or args.detect) and args.hidden_interval > 0)
+    keep = privileges.needed(args.keep_caps, probe)
+
+    def drop() -> None:
+        from sniffer.output.safe import escape_controls  # before: the new user may not read it
+        privileges.drop(who, keep, _AFTER_DROP)
+        print(escape_controls(privileges.note(who, keep, probe)), file=sys.stderr, flush=True)
+
+    return drop
+
+
 def _outputs(live: Live, args: argparse.Namespace, fmt: str) -> None:
     from sniffer.output.zeek import DEFAULT_FIELDS, VERDICT_FIELDS
     fields = DEFAULT_FIELDS + VERDICT_FIELDS
+    # LineFile: a full disk stops the run with one line and leaves whole records behind
+    from sniffer.output.outfile import LineFile, StdoutLines
     if fmt in ("zeek", "json"):
-        try:
-            out = open(args.output, "w", encoding="utf-8", newline="\n") if args.output \
-                else sys.stdout
-        except OSError as exc:
-            raise SnifferError(f"{args.output}: cannot write: {exc.strerror}") from None
+        out = LineFile(args.output) if args.output else StdoutLines()
         if fmt == "zeek":
             from sniffer.output.zeek import ZeekWriter
-            live.writers.append(_Closing(ZeekWriter(out, fields), out))
+            writer = ZeekWriter(out, fields)
+            out.trailer = writer.close_line
+            live.writers.append(_Closing(writer, out))
         else:
             from sniffer.output.jsonl import JsonlWriter
             live.writers.append(_Closing(JsonlWriter(out, fields), out))
     if args.json_file:
         from sniffer.output.jsonl import JsonlWriter
-        try:
-            f = open(args.json_file, "w", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise SnifferError(f"{args.json_file}: cannot write: {exc.strerror}") from None
+        f = LineFile(args.json_file)
         live.writers.append(_Closing(JsonlWriter(f, fields), f))
 
 
 class _Closing:
-    """A writer plus the file it owns (stdout is flushed, not closed)."""
+    """A writer plus the file it owns."""
 
     def __init__(self, writer, out) -> None:
         self.writer, self.out = writer, out
@@ -232,16 +274,17 @@ class _Closing:
         self.out.flush()
 
     def close(self) -> None:
-        self.writer.close()
-        if self.out is sys.stdout:
-            self.out.flush()
-        else:
-            self.out.close()
+        try:
+            self.writer.close()
+        finally:
+            self.out.close()  # stdout (StdoutLines) is flushed, not closed
 
 
 def _report(live: Live) -> None:
     s = live.stats
-    print(f"sniffer: {s['packets']} packets captured on {live.capture.interface}, "
+    from sniffer.output.safe import escape_controls  # an interface name is anyone's text
+    print(f"sniffer: {s['packets']} packets captured on "
+          f"{escape_controls(live.capture.interface)}, "
           f"{s['kernel_dropped']} kernel drops, {live.finished} connections"
           + (f", {len(live.detectors.alerts)} alerts" if live.detectors is not None else ""),
           file=sys.stderr)

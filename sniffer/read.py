@@ -14,6 +14,7 @@ from sniffer.decode import Decoder
 from sniffer.errors import BadInputError, SnifferError, UsageError
 from sniffer.flows.conn import Conn
 from sniffer.flows.table import FlowTable
+from sniffer.interrupt import Interrupted
 from sniffer.stats import LoggedStats, Stats
 
 
@@ -38,7 +39,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
                 advance=None, weird=None, detectors=None, shard=None,
-                on_table=None) -> BadInputError | None:
+                on_table=None) -> BadInputError | Interrupted | None:
     """Run the pipeline over `paths`; every connection reaches `emit`, even after bad input.
 
     `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
@@ -46,8 +47,9 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     `detectors` (sniffer.detect.engine.Detectors), when given, observes the run. `shard`,
     ``(owner, me)``, makes this run one `--workers` shard: frames for which
     ``owner(linktype, data) != me`` only move the clock on (sniffer.workers); `on_table`
-    is handed the flow table before the first packet. Returns the input error that stopped
-    the run early, if any (the caller reports it after the output is complete).
+    is handed the flow table before the first packet. Returns the input error or the stop
+    signal (sniffer.interrupt) that ended the run early, if any: the caller reports it after
+    the output is complete.
     """
     decoder = Decoder(settings, stats)
     # A recording of `sniffer live -w` carries the kernel's view in custom blocks: replay it
@@ -110,7 +112,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
                         process(ts, p)
                 else:
                     process(ts, pkt)
-    except BadInputError as exc:
+    except (BadInputError, Interrupted) as exc:
         error = exc
     finally:
         stats["packets"] += packets - foreign
@@ -170,13 +172,9 @@ class _Output:
                 raise SnifferError(f"{path}: cannot write here")
 
     def _open(self, first: Conn | None = None, verdicts: bool | None = None) -> None:
-        if self.path:
-            try:
-                self.out = open(self.path, "w", encoding="utf-8", newline="\n")
-            except OSError as exc:
-                raise SnifferError(f"{self.path}: cannot write: {exc.strerror}") from None
-        else:
-            self.out = sys.stdout
+        from sniffer.output.outfile import LineFile, stdout_lines
+        # LineFile: a full disk leaves the file cut at its last whole record
+        self.out = LineFile(self.path) if self.path else stdout_lines()
         from sniffer.output.zeek import DEFAULT_FIELDS, VERDICT_FIELDS
         if verdicts is None:
             verdicts = first is not None and bool(first.verdict)
@@ -184,6 +182,7 @@ class _Output:
         if self.fmt == "zeek":
             from sniffer.output.zeek import ZeekWriter
             self.writer = ZeekWriter(self.out, fields)
+            self.out.trailer = self.writer.close_line
         elif self.fmt == "json":
             from sniffer.output.jsonl import JsonlWriter
             self.writer = JsonlWriter(self.out, fields)
@@ -213,7 +212,7 @@ class _Output:
                 from rich.console import Console
                 from sniffer.output.console import render
                 console = Console(file=self.out, highlight=False, markup=False) \
-                    if self.path else Console(highlight=False)
+                    if self.path else Console(highlight=False, markup=False)
                 self.conns.sort(key=lambda c: c.ts)
                 render(self.conns, stats, console, max_rows=max_rows)
             self.out.flush()
@@ -229,11 +228,13 @@ class _Output:
 def _weird_log(path: str | None):
     if not path:
         return None
+    from sniffer.output.outfile import LineFile
     from sniffer.output.weird import WeirdWriter
-    try:
-        return WeirdWriter(open(path, "w", encoding="utf-8", newline="\n"))
-    except OSError as exc:
-        raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None
+    from sniffer.output.zeek import SEPARATOR, log_timestamp
+    out = LineFile(path)
+    writer = WeirdWriter(out)
+    out.trailer = lambda: f"#close{SEPARATOR}{log_timestamp(writer.clock())}\n"
+    return writer
 
 
 def quiet_collector() -> None:
@@ -250,7 +251,9 @@ def quiet_collector() -> None:
 
 
 def run_read(args: argparse.Namespace) -> int:
+    from sniffer import interrupt
     quiet_collector()
+    interrupt.install()
     settings = settings_from_args(args)
     fmt = args.format
     if fmt is None:

@@ -151,7 +151,9 @@ def _explain_blind_spots(raws, owners: Owners | None) -> None:
         notes.append(f"{owners.denied} processes of other users could not be read "
                      f"(running as uid {os.geteuid()}, not root): their sockets show no process")
     if notes:
-        print("sniffer: note: " + "; ".join(notes), file=sys.stderr)
+        # Namespace names and error texts may carry a hostile name: no raw controls on stderr.
+        from sniffer.output.safe import escape_controls
+        print("sniffer: note: " + escape_controls("; ".join(notes)), file=sys.stderr)
 
 
 def _watch(args, spaces, protos, families, keep) -> int:
@@ -190,8 +192,8 @@ def _hidden(args: argparse.Namespace, spaces: list[nsmod.Netns], protos: set[str
         import json
         sys.stdout.write("".join(json.dumps(h.to_json()) + "\n" for h in found))
     else:
-        for h in found:
-            sys.stdout.write(f"hidden socket in {escape_controls(h.netns)}: {h.summary()}\n")
+        for h in found:  # the whole line escaped: the summary names states and sources too
+            sys.stdout.write(escape_controls(f"hidden socket in {h.netns}: {h.summary()}") + "\n")
         if not found:
             views = "sock_diag, /proc/net" + (" and a bind probe of every port" if args.bind_probe
                                               else "")
@@ -202,6 +204,7 @@ def _hidden(args: argparse.Namespace, spaces: list[nsmod.Netns], protos: set[str
 
 def _addresses(args: argparse.Namespace, spaces: list[nsmod.Netns]) -> int:
     from sniffer.kernel.addrs import read
+    from sniffer.output.safe import escape_controls
     out = sys.stdout
     for ns in spaces:
         view = read(ns)
@@ -210,11 +213,13 @@ def _addresses(args: argparse.Namespace, spaces: list[nsmod.Netns]) -> int:
             from dataclasses import asdict
             out.write(json.dumps(asdict(view), separators=(",", ":")) + "\n")
             continue
-        out.write(f"namespace {view.netns}\n")
-        for a in view.addresses:
-            out.write(f"  {a['interface']:<12} {a['address']}/{a['prefixlen']}\n")
-        out.write("  local: " + " ".join(view.local_prefixes) + "\n")
+        # Interface names may hold ESC, BEL or C1 bytes (the kernel forbids only '/', ':' and
+        # white space) and namespace names are chosen by whoever made them: escaped.
+        lines = [f"namespace {view.netns}"]
+        lines += [f"  {a['interface']:<12} {a['address']}/{a['prefixlen']}" for a in view.addresses]
+        lines.append("  local: " + " ".join(view.local_prefixes))
         for r in view.routes:
             via = f" via {r['gateway']}" if r["gateway"] else ""
-            out.write(f"  route {r['dst']}{via} dev {r['interface']}\n")
+            lines.append(f"  route {r['dst']}{via} dev {r['interface']}")
+        out.write("".join(escape_controls(line) + "\n" for line in lines))
     return 0

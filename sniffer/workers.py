@@ -27,6 +27,7 @@ import os
 import struct
 import tempfile
 
+from sniffer import interrupt
 from sniffer.errors import BadInputError, SnifferError, UsageError
 
 _VLAN = frozenset({0x8100, 0x88A8, 0x9100})
@@ -150,13 +151,15 @@ def run(args, settings, n: int, output) -> dict:
     settings.max_flows = (settings.max_flows + n - 1) // n if settings.max_flows else 0
     tmp = tempfile.mkdtemp(prefix="sniffer-workers-")
     files = [os.path.join(tmp, f"w{i}") for i in range(n)]
-    pids = []
+    pids: list[int] = []
+    interrupt.install(forward_to=pids)  # a stop signal reaches every worker, once
     try:
         for i in range(n):
             pid = os.fork()
             if pid == 0:  # the worker
                 code = 1
                 try:
+                    interrupt.install_worker()
                     _worker(args.files, settings, make_owner(n, settings), i, files[i],
                             args.format, DEFAULT_FIELDS, DEFAULT_FIELDS + VERDICT_FIELDS)
                     code = 0
@@ -183,6 +186,8 @@ def run(args, settings, n: int, output) -> dict:
                 stats[k] = stats.get(k, 0) + v
             if r.get("error") and error is None:
                 error = BadInputError(*r["error"])
+        if interrupt.STOP.signum:  # the workers stopped early, each with what it had
+            error = interrupt.Interrupted(interrupt.STOP.signum)
         return {"stats": stats, "error": error}
     finally:
         for pid in pids:  # interrupted while waiting: leave no worker behind
@@ -237,9 +242,10 @@ def _worker(paths, settings, owner, me: int, path: str, fmt: str, plain, with_ve
     error = run_packets(paths, settings, stats, emit, shard=(owner, me),
                         on_table=tables.append)
     out.close()
+    bad = error if isinstance(error, BadInputError) else None
     with open(path + ".stats", "w") as f:
         json.dump({"stats": dict(stats),
-                   "error": [error.path, error.offset, error.reason] if error else None}, f)
+                   "error": [bad.path, bad.offset, bad.reason] if bad else None}, f)
 
 
 def _merge(files: list[str], output) -> None:

@@ -455,9 +455,36 @@ def test_empty_recording_is_valid(tmp_path):
     assert read_events([path]) == ([], Stats())
 
 
-def test_bad_path_raises_oserror(tmp_path):
-    with pytest.raises(OSError):
-        PcapngWriter(tmp_path / "no" / "such" / "dir.pcapng")
+def test_bad_path_is_one_error_naming_the_file(tmp_path):
+    from sniffer.errors import SnifferError
+    path = tmp_path / "no" / "such" / "dir.pcapng"
+    with pytest.raises(SnifferError, match=f"{path}: cannot write: No such file"):
+        PcapngWriter(path)
+
+
+def test_full_disk_leaves_whole_blocks(tmp_path):
+    """A recording that fills a real 64 KiB tmpfs: cut at its last whole block, still read."""
+    import subprocess
+    from sniffer.output.outfile import WriteFailed
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        path = mnt / "rec.pcapng"
+        w = PcapngWriter(path, buffering=1000)
+        w.add_interface("eth0", 1)
+        with pytest.raises(WriteFailed, match="No space left on device; the file ends at"):
+            for i in range(100_000):
+                w.packet(0, 1000.0 + i, bytes(range(256)) * 3, 768)
+        w.close()
+        assert 50_000 < path.stat().st_size <= 65536
+        from sniffer.stats import Stats
+        stats = Stats()
+        pkts = list(open_capture([str(path)], stats))
+        assert not stats.get("truncated_final_record"), dict(stats)  # no block cut in two
+        assert len(pkts) > 60 and all(p[2] == bytes(range(256)) * 3 for p in pkts)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_reader_still_rejects_garbage_after_records(tmp_path):

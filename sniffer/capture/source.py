@@ -15,6 +15,7 @@ import zlib
 from typing import BinaryIO, Callable
 
 from sniffer.errors import BadInputError
+from sniffer.interrupt import STOP, Interrupted
 from sniffer.stats import Stats
 
 STDIN_NAME = "<stdin>"
@@ -66,10 +67,18 @@ class Source:
         self.close = close
 
     def read(self, n: int) -> bytes:
+        # Between two chunks no packet is half-processed: the place to honour a stop signal
+        # (sniffer.interrupt); while the read blocks, the handler itself raises.
+        if STOP.signum:
+            raise Interrupted(STOP.signum)
         if self._head:
             head, self._head = self._head, b""
             return head
-        return self._read(n)
+        STOP.waiting = True
+        try:
+            return self._read(n)
+        finally:
+            STOP.waiting = False
 
     def peek(self, n: int) -> bytes:
         """Up to n bytes that the next reads will return again."""

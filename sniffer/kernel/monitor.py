@@ -25,7 +25,8 @@ PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 class KernelMonitor:
     """One namespace's sockets, watched: dumps on an interval, destroy events, look-ups."""
 
-    def __init__(self, ns: Netns, sink: Sink, lookup_budget: int = 500) -> None:
+    def __init__(self, ns: Netns, sink: Sink, lookup_budget: int = 500,
+                 trace: bool = True) -> None:
         self.ns = ns
         self.sink = sink
         with entered(ns):
@@ -39,6 +40,9 @@ class KernelMonitor:
         self.tracer = None
         self._hidden = None  # findings of the hidden-socket thread (start_hidden_checks)
         self._stop = None
+        if not trace:  # `live --user`: its tracefs instance could not be removed after the drop
+            self.trace_error = "connect() tracing is off"
+            return
         try:
             from sniffer.kernel.trace import ConnectTracer
             self.tracer = ConnectTracer()

@@ -128,6 +128,24 @@ def entered(ns: Netns) -> Iterator[None]:
         os.close(home)
 
 
+def enter(ns: Netns) -> None:
+    """Move the calling thread into `ns` for good (a no-op for our own namespace).
+
+    For `live --user`: after the drop there is no CAP_SYS_ADMIN to setns back with, and no
+    need to, so the run stays where `entered` would have put it.
+    """
+    if ns.inode == _inode("/proc/thread-self/ns/net"):
+        return
+    try:
+        target = os.open(ns.path, os.O_RDONLY)
+    except OSError as exc:
+        raise UsageError(f"namespace {ns.label}: cannot open {ns.path} ({exc.strerror})") from None
+    try:
+        _setns(target, ns.label)
+    finally:
+        os.close(target)
+
+
 _CLONE_NEWNET = 0x40000000
 
 

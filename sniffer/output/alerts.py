@@ -45,12 +45,11 @@ class AlertFile:
 
     def __init__(self, path: str, fmt: str = "json") -> None:
         self.path, self.zeek = path, fmt == "zeek"
-        try:
-            self.out = open(path, "w", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None
+        from sniffer.output.outfile import LineFile
+        self.out = LineFile(path)  # a full disk leaves whole lines (and notice.log's #close)
         if self.zeek:
-            from sniffer.output.notice import header
+            from sniffer.output.notice import footer, header
+            self.out.trailer = footer
             self._write(header())
 
     def write(self, alerts: Iterable[Alert]) -> None:

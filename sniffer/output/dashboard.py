@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live as RichLive
 from rich.panel import Panel
 from rich.table import Table
@@ -30,7 +30,10 @@ class Dashboard:
     def __init__(self, live, rows: int = 15) -> None:
         self.live = live
         self.rows = rows
-        self._rich = RichLive(auto_refresh=False, transient=False, redirect_stdout=False)
+        # Every cell built from packets or processes is a `literal` Text; the console also has
+        # markup and highlighting off, so a plain string added later is not restyled either.
+        self._rich = RichLive(console=Console(markup=False, highlight=False, emoji=False),
+                              auto_refresh=False, transient=False, redirect_stdout=False)
         self._last = 0.0
         self._last_packets = 0
         self._rate = 0.0
@@ -75,7 +78,7 @@ class Dashboard:
             rec = table.record(c)  # a provisional record, judged against the kernel as of now
             live.view.judge(rec)
             proc = ",".join(f"{p['pid']}/{p['name']}" for p in rec.processes or []) or "-"
-            conns.add_row(rec.proto, literal(f"{rec.orig_h}:{rec.orig_p}"),
+            conns.add_row(literal(rec.proto), literal(f"{rec.orig_h}:{rec.orig_p}"),
                           literal(f"{rec.resp_h}:{rec.resp_p}"),
                           f"{rec.orig_ip_bytes + rec.resp_ip_bytes:,}", literal(proc),
                           Text(rec.verdict or "-", style=VERDICT_STYLE.get(rec.verdict, "")))
@@ -103,7 +106,8 @@ class Dashboard:
                     f" -> {a.dst or '*'}:{a.dport if a.dport is not None else '*'}"
             repeats = a.evidence.get("repeats")
             lines.add_row(Text.assemble(
-                (f"{a.severity:<7}", SEVERITY_STYLE.get(a.severity, "")), (f"{a.kind} ", "bold"),
+                literal(f"{a.severity:<7}", SEVERITY_STYLE.get(a.severity, "")),
+                literal(f"{a.kind} ", "bold"),
                 literal(where + (f" {a.uid}" if a.uid else "") + " "),
                 literal(a.summary + (f" (x{repeats + 1})" if repeats else ""), "dim")))
         return Panel(lines if alerts else Text("no alerts", style="green"),

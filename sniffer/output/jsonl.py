@@ -45,8 +45,28 @@ def to_dict(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> dict[str, Any
 
 def format_line(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> str:
     """One compact JSON object (no newline), UTF-8 text as Zeek writes it."""
-    return json.dumps(to_dict(conn, fields), ensure_ascii=False, separators=(",", ":"),
+    line = json.dumps(to_dict(conn, fields), ensure_ascii=False, separators=(",", ":"),
                       allow_nan=False)
+    return line if line.isprintable() else _escape_unprintable(line)
+
+
+def _escape_unprintable(line: str) -> str:
+    """JSON escapes for what `ensure_ascii=False` leaves raw: C1 controls (U+009B is a CSI to
+    many terminals), bidi overrides and other format characters (from process names, say),
+    line separators, lone surrogates. The value read back is the same; the line is safe to
+    show on a terminal (`sniffer live --format json` writes it there)."""
+    out = []
+    for c in line:
+        if c.isprintable():
+            out.append(c)
+            continue
+        n = ord(c)
+        if n > 0xFFFF:  # a surrogate pair, as JSON spells characters beyond the BMP
+            n -= 0x10000
+            out.append(f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{n:04x}")
+    return "".join(out)
 
 
 class JsonlWriter:

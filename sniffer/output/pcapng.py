@@ -11,7 +11,8 @@ EPBs and Custom Blocks in the order they are given.
 
 Crash safety: every block is handed to the file in one ``write`` call, and the file is never
 rewritten, so at every `flush()` (and after `close()`) the bytes on disk are whole blocks, a
-valid pcapng file. A crash between flushes leaves at most a cut last block, which readers
+valid pcapng file; a write that fails (a full disk) cuts the file back to its last whole block
+and stops the run with one line (sniffer.output.outfile). A crash between flushes leaves at most a cut last block, which readers
 (ours: ``truncated_final_record``; libpcap, Wireshark) treat as the end of the capture.
 """
 
@@ -98,8 +99,9 @@ class PcapngWriter:
             if os.fspath(path_or_file) == "-":
                 self._f: BinaryIO = sys.stdout.buffer
                 self._owned = False
-            else:
-                self._f = open(path_or_file, "wb", buffering=buffering)  # noqa: SIM115
+            else:  # a full disk cuts the file back to its last whole block (BlockFile)
+                from sniffer.output.outfile import BlockFile
+                self._f = BlockFile(os.fspath(path_or_file), buffering)  # type: ignore[assignment]
                 self._owned = True
         else:
             self._f = path_or_file
@@ -186,11 +188,10 @@ class PcapngWriter:
         if self.closed:
             return
         self.closed = True
-        try:
+        if self._owned:  # flushes, unless a failed write was already reported
+            self._f.close()
+        else:
             self._f.flush()
-        finally:
-            if self._owned:
-                self._f.close()
 
     def __enter__(self) -> PcapngWriter:
         return self

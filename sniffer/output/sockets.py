@@ -64,11 +64,15 @@ def render(rows: list[KernelSocket], out: TextIO, *, numeric: bool, processes: b
 
 
 def _text(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
+    # Each cell escaped before the widths are measured: a name with ESC or a newline stays
+    # one line, sends nothing to a terminal reading the pipe, and keeps the columns aligned.
+    table = [r if "".join(r).isprintable() else tuple(escape_controls(c) for c in r)
+             for r in table]
     widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
     # The queues right-aligned, as netstat prints them; the last column unpadded.
     fmt = " ".join(("{:>%d}" if i in (1, 2) else "{:<%d}") % w if i < len(widths) - 1 else "{}"
                    for i, w in enumerate(widths)).format
-    out.write("\n".join([fmt(*headers)] + [escape_controls(fmt(*r)) for r in table]) + "\n")
+    out.write("\n".join([fmt(*headers)] + [fmt(*r) for r in table]) + "\n")
 
 
 def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
@@ -81,7 +85,9 @@ def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -
         t.add_column(h, justify="right" if i in (1, 2) else "left", overflow="fold")
     for r in table:
         t.add_row(*(literal(c) for c in r))
-    Console(file=out, highlight=False).print(t)
+    # Every cell is a `literal` Text (controls escaped, never parsed as markup); markup and
+    # highlighting are off as well, so nothing added later as a plain string is restyled.
+    Console(file=out, highlight=False, markup=False, emoji=False).print(t)
 
 
 def watch_line(event: str, rec: dict, *, numeric: bool) -> str:

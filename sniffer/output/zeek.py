@@ -230,11 +230,15 @@ class ZeekWriter:
         for conn in conns:
             self.write(conn)
 
+    def close_line(self) -> str:
+        """The ``#close`` trailer (also what a file cut short by a full disk ends with)."""
+        return f"#close{SEPARATOR}{log_timestamp(self.clock())}\n"
+
     def close(self) -> None:
         """Write the ``#close`` trailer once and flush."""
         if not self.closed:
             self.closed = True
-            self.out.write(f"#close{SEPARATOR}{log_timestamp(self.clock())}\n")
+            self.out.write(self.close_line())
             self.out.flush()
 
     def __enter__(self) -> ZeekWriter:
