@@ -1,9 +1,30 @@
-"""Session summary of the Zeek corpus acceptance test (shown on success too)."""
+"""Session summaries shown on success too: the Zeek corpus acceptance test, and the counts of
+the robustness tests (fuzzing, property-based tests, the mutation sweep)."""
+
+from collections.abc import Callable
+
+import pytest
 
 import zeekcorpus
 
+#: lines the robustness tests report (inputs tried, mutants run), printed at the end
+ROBUSTNESS_KEY = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def robustness_report(request) -> Callable[[str], None]:
+    """`robustness_report(line)`: show `line` in the session summary (also under -q)."""
+    def report(line: str) -> None:
+        request.config.stash.setdefault(ROBUSTNESS_KEY, []).append(line)
+    return report
+
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = config.stash.get(ROBUSTNESS_KEY, None)
+    if lines:
+        terminalreporter.write_sep("=", "robustness")
+        for line in lines:
+            terminalreporter.write_line(line)
     outcomes = config.stash.get(zeekcorpus.OUTCOMES_KEY, None)
     if not outcomes:
         return

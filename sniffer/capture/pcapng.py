@@ -15,6 +15,7 @@ import json
 import struct
 from typing import Callable, Iterator
 
+from sniffer.capture.custom import timestamp, well_formed
 from sniffer.capture.pcap import MAX_SNAPLEN, Packet
 from sniffer.capture.source import CHUNK, Source, runs_past_eof
 from sniffer.errors import BadInputError
@@ -51,9 +52,10 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
     With `on_custom`, sniffer's own Custom Blocks (our PEN, a JSON object with ``"sniffer"``
     and ``"kind"``) are decoded and passed as `on_custom(ts, payload)` in file order: a block
     before a packet is delivered before that packet is yielded. `ts` is the payload's ``ts``
-    (the stream's last packet time if it has none); `payload` is the whole decoded object.
-    Custom Blocks of other PENs count as ``pcapng_custom_block_other``, undecodable ones as
-    ``pcapng_custom_block_bad``. Without `on_custom` every Custom Block is skipped silently.
+    (the stream's last packet time if it has none or an unusable one); `payload` is the whole
+    decoded object. Custom Blocks of other PENs count as ``pcapng_custom_block_other``;
+    undecodable ones, and records whose fields have the wrong types (sniffer.capture.custom),
+    as ``pcapng_custom_block_bad``. Without `on_custom` every Custom Block is skipped silently.
     With `directions`, each tuple gets a fifth item: the EPB's direction (`epb_direction`).
     """
     name = src.name
@@ -227,12 +229,14 @@ def _custom(buf: bytes, pos: int, end: int, u32, on_custom: OnCustom, stats: Sta
         rec = json.loads(buf[pos + 12:end - 4].rstrip(b"\0").decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         rec = None
+    # A damaged or hostile file can hold anything: only records shaped like the ones `sniffer
+    # live -w` writes reach the correlator and detectors, which index and print their fields.
     if type(rec) is not dict or type(rec.get("sniffer")) is not int \
-            or type(rec.get("kind")) is not str:
+            or type(rec.get("kind")) is not str or not well_formed(rec):
         stats["pcapng_custom_block_bad"] += 1
         return
-    ts = rec.get("ts")
-    on_custom(ts if type(ts) in (float, int) else last_ts, rec)
+    ts = timestamp(rec.get("ts"))  # NaN, Infinity and 1e400 are JSON too
+    on_custom(last_ts if ts is None else ts, rec)
 
 
 def _bad_length(src: Source, stats: Stats, base: int, pos: int, n: int, blen: int) -> None:
