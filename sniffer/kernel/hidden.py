@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ TCP_CLOSE = 7  # ... which the kernel then reports in this state; /proc/net neve
 PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 PROBE_PORTS = range(1, 65536)
 CONFIRM = 3  # rounds a bind-probe suspect must survive (see bind_probe)
+SO_COOKIE = 57  # <linux/socket.h>; not in Python 3.11's socket module
+
+#: Socket cookies of the probe's own sockets, so that their destroy events (a sweep closes
+#: ~260,000 sockets) are recognised and dropped (sniffer.kernel.monitor), not recorded and
+#: correlated as if some program had opened them. The monitor discards each as it arrives.
+PROBE_COOKIES: set[int] = set()
+PROBE_COOKIES_MAX = 1 << 20  # events lost to an overflow never discard theirs: forget them
 
 
 @dataclass(slots=True)
@@ -136,6 +144,8 @@ def _busy(proto: str, family: int, port: int) -> bool:
     """Whether bind() to the wildcard address on `port` fails because the port is taken."""
     s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
+        PROBE_COOKIES.add(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8),
+                                         sys.byteorder))
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
@@ -161,6 +171,8 @@ def bind_probe(ns: Netns, accounted: list[Table], protos: Iterable[str] = ("tcp"
     """
     protos = [p for p in protos if p in PROTOS]
     known = _ports(accounted)
+    if len(PROBE_COOKIES) > PROBE_COOKIES_MAX:
+        PROBE_COOKIES.clear()
     suspects = []
     with entered(ns):
         for name in protos:

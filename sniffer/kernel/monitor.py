@@ -39,6 +39,7 @@ class KernelMonitor:
         self._budget_second = 0
         self.tracer = None
         self._hidden = None  # findings of the hidden-socket thread (start_hidden_checks)
+        self._probe_cookies: set[int] | None = None
         self._stop = None
         if not trace:  # `live --user`: its tracefs instance could not be removed after the drop
             self.trace_error = "connect() tracing is off"
@@ -61,6 +62,8 @@ class KernelMonitor:
 
         self._hidden = queue.SimpleQueue()
         self._stop = threading.Event()
+        if probe:
+            self._probe_cookies = hidden.PROBE_COOKIES  # the probe's own sockets: not news
 
         def loop() -> None:
             while True:
@@ -120,7 +123,11 @@ class KernelMonitor:
                 continue
             if not rows:
                 return
+            probes = self._probe_cookies
             for row in rows:
+                if probes and row[7] in probes:  # a socket of our own bind probe
+                    probes.discard(row[7])
+                    continue
                 rec = self._record(row)
                 known = self.known.pop(rec["cookie"], None)
                 if known is not None:
