@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -53,11 +54,14 @@ def _handler(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
 
-def install(forward_to: list[int] | None = None) -> None:
-    """Catch the stop signals (those not ignored at start, as in a background job).
+def install(forward_to: list[int] | None = None) -> Callable[[], None]:
+    """Catch the stop signals (those not ignored at start, as in a background job); returns
+    what puts the previous handlers back (a run inside a larger program, a test).
 
     `forward_to`: pids of `--workers` processes, told to stop (SIGUSR1) on the first signal.
     """
+    STOP.signum = 0
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     def handler(signum: int, frame: object) -> None:
         if forward_to and not STOP.signum:
             for pid in forward_to:
@@ -67,9 +71,15 @@ def install(forward_to: list[int] | None = None) -> None:
                     pass
         _handler(signum, frame)
 
-    for s in STOP_SIGNALS:
-        if signal.getsignal(s) is not signal.SIG_IGN:
+    for s, old in before.items():
+        if old is not signal.SIG_IGN:
             signal.signal(s, handler)
+
+    def restore() -> None:
+        for s, old in before.items():
+            if old is not None:  # None: a handler not installed from Python
+                signal.signal(s, old)
+    return restore
 
 
 def install_worker() -> None:

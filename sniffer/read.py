@@ -253,7 +253,14 @@ def quiet_collector() -> None:
 def run_read(args: argparse.Namespace) -> int:
     from sniffer import interrupt
     quiet_collector()
-    interrupt.install()
+    restore = interrupt.install()
+    try:
+        return _run_read(args)
+    finally:
+        restore()
+
+
+def _run_read(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     fmt = args.format
     if fmt is None:

@@ -152,7 +152,7 @@ def run(args, settings, n: int, output) -> dict:
     tmp = tempfile.mkdtemp(prefix="sniffer-workers-")
     files = [os.path.join(tmp, f"w{i}") for i in range(n)]
     pids: list[int] = []
-    interrupt.install(forward_to=pids)  # a stop signal reaches every worker, once
+    restore = interrupt.install(forward_to=pids)  # a stop signal reaches every worker, once
     try:
         for i in range(n):
             pid = os.fork()
@@ -203,6 +203,7 @@ def run(args, settings, n: int, output) -> dict:
                 except OSError:
                     pass
         os.rmdir(tmp)
+        restore()
 
 
 def _load(path: str) -> dict:
