@@ -92,8 +92,10 @@ def _socket(s: object) -> bool:
 
 
 def _hidden(s: dict) -> bool:
-    """A hidden socket with a remote end names both addresses (its Community ID needs them)."""
-    return not s.get("remote_port") or bool(s.get("local_addr") and s.get("remote_addr"))
+    """A hidden socket with a remote end names both addresses and the local port (its
+    Community ID needs them)."""
+    return not s.get("remote_port") or bool(s.get("local_addr") and s.get("remote_addr")
+                                            and s.get("local_port") is not None)
 
 
 def _str_list(v: object, ok=None) -> bool:
