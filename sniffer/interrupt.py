@@ -41,19 +41,6 @@ class _Stop:
 STOP = _Stop()
 
 
-def check() -> None:
-    """Raise Interrupted if a stop was asked for (called between chunks of input)."""
-    if STOP.signum:
-        raise Interrupted(STOP.signum)
-
-
-def _handler(signum: int, frame: object) -> None:
-    again = STOP.signum != 0
-    STOP.signum = signum
-    if STOP.waiting or again:
-        raise Interrupted(signum)
-
-
 def install(forward_to: list[int] | None = None) -> Callable[[], None]:
     """Catch the stop signals (those not ignored at start, as in a background job); returns
     what puts the previous handlers back (a run inside a larger program, a test).
@@ -62,14 +49,18 @@ def install(forward_to: list[int] | None = None) -> Callable[[], None]:
     """
     STOP.signum = 0
     before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
     def handler(signum: int, frame: object) -> None:
-        if forward_to and not STOP.signum:
+        again = STOP.signum != 0
+        if forward_to and not again:
             for pid in forward_to:
                 try:
                     os.kill(pid, signal.SIGUSR1)
                 except OSError:
                     pass
-        _handler(signum, frame)
+        STOP.signum = signum
+        if STOP.waiting or again:  # blocked on input, or asked twice: stop here
+            raise Interrupted(signum)
 
     for s, old in before.items():
         if old is not signal.SIG_IGN:

@@ -230,10 +230,9 @@ def _weird_log(path: str | None):
         return None
     from sniffer.output.outfile import LineFile
     from sniffer.output.weird import WeirdWriter
-    from sniffer.output.zeek import SEPARATOR, log_timestamp
     out = LineFile(path)
     writer = WeirdWriter(out)
-    out.trailer = lambda: f"#close{SEPARATOR}{log_timestamp(writer.clock())}\n"
+    out.trailer = writer.close_line
     return writer
 
 

@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,6 +49,17 @@ def _run(argv, *, timeout=20, check=True, **kw) -> subprocess.CompletedProcess:
         raise AssertionError(f"{' '.join(map(str, argv))} exited {proc.returncode}: "
                              f"{proc.stderr.strip()}")
     return proc
+
+
+@contextmanager
+def small_disk(where: Path, size: str = "64k") -> Iterator[Path]:
+    """A real tmpfs of `size` mounted at `where` (created): writes past it fail with ENOSPC."""
+    where.mkdir()
+    _run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)])
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def read_terminal(pid: int, fd: int, timeout: float = 30) -> str:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from netnskit import PYTHON, ROOT, NetNS, _run, can_run, read_terminal, unprivileged
+from netnskit import (PYTHON, ROOT, NetNS, _run, can_run, read_terminal, small_disk,
+                      unprivileged)
 
 pytestmark = pytest.mark.skipif(can_run() is not None, reason=str(can_run()))
 
@@ -685,29 +686,23 @@ def test_stop_on_sigterm(tmp_path):
 
 def test_full_disk_stops_with_one_line_and_whole_files(tmp_path):
     """The recording fills a real 64 KiB tmpfs: one line, exit 2, both files still whole."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
-    try:
-        with pair() as (a, b):
-            server(a, "snf-srv", [["udp", 4, "0.0.0.0", 5033]])
-            with sniffing(a, "va", disk, record=True) as snf:
-                _udp_burst(b, A4, 5033, 300)  # ~600 packets: more than 64 KiB of pcapng
-                rc = snf.wait(timeout=30)
-            assert rc == 2, snf.stderr
-            lines = snf.stderr.strip().splitlines()
-            assert "Traceback" not in snf.stderr
-            # whichever file met the full disk first is named
-            assert len(lines) == 1 and "write failed: No space left on device" in lines[0] \
-                and ("live.pcapng" in lines[0] or "live.jsonl" in lines[0]), snf.stderr
-            from sniffer.capture import open_capture
-            from sniffer.stats import Stats
-            stats = Stats()
-            n = sum(1 for _ in open_capture([str(snf.pcapng)], stats, lambda ts, payload: None))
-            assert n > 50 and not stats.get("truncated_final_record"), (n, dict(stats))
-            parse_jsonl(snf.out.read_text(), "live.jsonl")  # whole lines (maybe none fitted)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    with small_disk(tmp_path / "disk") as disk, pair() as (a, b):
+        server(a, "snf-srv", [["udp", 4, "0.0.0.0", 5033]])
+        with sniffing(a, "va", disk, record=True) as snf:
+            _udp_burst(b, A4, 5033, 300)  # ~600 packets: more than 64 KiB of pcapng
+            rc = snf.wait(timeout=30)
+        assert rc == 2, snf.stderr
+        lines = snf.stderr.strip().splitlines()
+        assert "Traceback" not in snf.stderr
+        # whichever file met the full disk first is named
+        assert len(lines) == 1 and "write failed: No space left on device" in lines[0] \
+            and ("live.pcapng" in lines[0] or "live.jsonl" in lines[0]), snf.stderr
+        from sniffer.capture import open_capture
+        from sniffer.stats import Stats
+        stats = Stats()
+        n = sum(1 for _ in open_capture([str(snf.pcapng)], stats, lambda ts, payload: None))
+        assert n > 50 and not stats.get("truncated_final_record"), (n, dict(stats))
+        parse_jsonl(snf.out.read_text(), "live.jsonl")  # whole lines (maybe none fitted)
 
 
 def test_unprivileged_is_one_line_exit_2(tmp_path):

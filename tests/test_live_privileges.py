@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from netnskit import NOBODY, PYTHON, ROOT, NetNS, _run, can_run
+from sniffer.privileges import status  # /proc/PID/status as a dict
 from test_live import (A4, B4, SERVE, Sniffer, assert_saw_both_sides, one_conn, owned_by,
                        pair, parse_jsonl, read_recording, server, show, sniffing)
 
@@ -34,15 +35,6 @@ def caps(mask: str) -> set[int]:
     """A /proc/PID/status capability mask (hex) as the set of capability numbers."""
     value = int(mask, 16)
     return {bit for bit in range(64) if value >> bit & 1}
-
-
-def status(pid: int) -> dict[str, str]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            out[key] = value.strip()
-    return out
 
 
 def wait_dropped(snf: Sniffer, uid: int = NOBODY) -> dict[str, str]:

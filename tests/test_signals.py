@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import netnskit
 from pcapkit import ROOT
 from zeeklog import parse_text
 
@@ -117,13 +118,8 @@ def test_output_into_head_ends_quietly():
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 64 KiB tmpfs: writes past it fail with ENOSPC."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with netnskit.small_disk(tmp_path / "disk") as disk:
+        yield disk
 
 
 def test_full_disk_is_one_line_and_the_log_stays_valid(small_disk):

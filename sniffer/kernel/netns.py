@@ -112,14 +112,7 @@ def entered(ns: Netns) -> Iterator[None]:
         return
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        try:
-            target = os.open(ns.path, os.O_RDONLY)
-        except OSError as exc:
-            raise UsageError(f"namespace {ns.label}: cannot open {ns.path} ({exc.strerror})") from None
-        try:
-            _setns(target, ns.label)
-        finally:
-            os.close(target)
+        _join(ns)
         try:
             yield
         finally:
@@ -136,6 +129,11 @@ def enter(ns: Netns) -> None:
     """
     if ns.inode == _inode("/proc/thread-self/ns/net"):
         return
+    _join(ns)
+
+
+def _join(ns: Netns) -> None:
+    """setns(2) the calling thread into `ns`; a path that cannot be opened is a usage error."""
     try:
         target = os.open(ns.path, os.O_RDONLY)
     except OSError as exc:

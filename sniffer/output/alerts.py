@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from sniffer.detect import Alert
 from sniffer.errors import SnifferError
+from sniffer.output.zeek import close_line
 
 FIELDS = ("ts", "kind", "severity", "uid", "community_id", "proto", "src", "sport", "dst",
           "dport", "summary", "evidence")
@@ -48,8 +49,8 @@ class AlertFile:
         from sniffer.output.outfile import LineFile
         self.out = LineFile(path)  # a full disk leaves whole lines (and notice.log's #close)
         if self.zeek:
-            from sniffer.output.notice import footer, header
-            self.out.trailer = footer
+            from sniffer.output.notice import header
+            self.out.trailer = close_line
             self._write(header())
 
     def write(self, alerts: Iterable[Alert]) -> None:
@@ -65,8 +66,7 @@ class AlertFile:
 
     def close(self) -> None:
         if self.zeek:
-            from sniffer.output.notice import footer
-            self._write(footer())
+            self._write(close_line())
         self.out.close()
 
     def _write(self, text: str) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from sniffer.detect import Alert
-from sniffer.output.zeek import SEPARATOR, format_value, header_lines, log_timestamp
+from sniffer.output.zeek import SEPARATOR, format_value, header_lines
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "note",
           "msg", "sub", "src", "dst", "p", "n", "peer_descr", "actions", "community_id")
@@ -43,6 +43,3 @@ def row(a: Alert, jsonable: Callable) -> str:
               "sniffer", {"Notice::ACTION_LOG"}, a.community_id)
     return SEPARATOR.join(format_value(v, TYPES[f]) for f, v in zip(FIELDS, values)) + "\n"
 
-
-def footer(clock: Callable[[], float] = time.time) -> str:
-    return f"#close{SEPARATOR}{log_timestamp(clock())}\n"

@@ -44,10 +44,27 @@ class _WholeFile:
         except OSError:
             self._regular, self._good = False, 0
         self._buffer = buffer
+        self._parts: list = []  # whole units (str or bytes) not yet written
+        self._size = 0
         self.failed: WriteFailed | None = None
         self.trailer = None  # callable returning the last unit to try after a failure
 
+    def write(self, unit: str | bytes) -> int:
+        """Buffer one whole unit (a line, a block): the file is only ever cut between units."""
+        if self.failed is not None:
+            raise self.failed
+        self._parts.append(unit)
+        self._size += len(unit)
+        if self._size >= self._buffer:
+            self.flush()
+        return len(unit)
+
+    def _take(self) -> list:
+        parts, self._parts, self._size = self._parts, [], 0
+        return parts
+
     def _chunk(self) -> bytes:
+        """The buffered units as the bytes to write (and forget them)."""
         raise NotImplementedError
 
     def _whole(self, chunk: bytes, done: int) -> int:
@@ -119,23 +136,9 @@ class LineFile(_WholeFile):
     def __init__(self, path: str | None, *, fd: int | None = None,
                  buffer: int = BUFFER) -> None:
         super().__init__(path, fd, buffer)
-        self._parts: list[str] = []
-        self._size = 0
-
-    def write(self, text: str) -> int:
-        if self.failed is not None:
-            raise self.failed
-        self._parts.append(text)
-        self._size += len(text)
-        if self._size >= self._buffer:
-            self.flush()
-        return len(text)
 
     def _chunk(self) -> bytes:
-        data = "".join(self._parts).encode("utf-8", "surrogateescape")
-        self._parts.clear()
-        self._size = 0
-        return data
+        return "".join(self._take()).encode("utf-8", "surrogateescape")
 
     def _whole(self, chunk: bytes, done: int) -> int:
         return chunk.rfind(b"\n", 0, done) + 1
@@ -146,26 +149,16 @@ class BlockFile(_WholeFile):
 
     def __init__(self, path: str, buffer: int = 1 << 16) -> None:
         super().__init__(path, None, buffer)
-        self._parts: list[bytes] = []
         self._ends: list[int] = []  # where each buffered block ends, within the chunk
-        self._size = 0
+        self._last_ends: list[int] = []  # the same, for the chunk being written
 
     def write(self, block: bytes) -> int:
-        if self.failed is not None:
-            raise self.failed
-        self._parts.append(block)
-        self._size += len(block)
-        self._ends.append(self._size)
-        if self._size >= self._buffer:
-            self.flush()
-        return len(block)
+        self._ends.append(self._size + len(block))
+        return super().write(block)
 
     def _chunk(self) -> bytes:
         self._last_ends, self._ends = self._ends, []
-        data = b"".join(self._parts)
-        self._parts.clear()
-        self._size = 0
-        return data
+        return b"".join(self._take())
 
     def _whole(self, chunk: bytes, done: int) -> int:
         return max((e for e in self._last_ends if e <= done), default=0)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from sniffer.output.zeek import SEPARATOR, format_value, header_lines, log_timestamp
+from sniffer.output.zeek import SEPARATOR, close_line, format_value, header_lines
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "name", "addl",
           "notice", "peer", "source")
@@ -58,5 +58,8 @@ class WeirdWriter:
         self.out.write(SEPARATOR.join(format_value(v, TYPES[f]) for f, v in zip(FIELDS, values))
                        + "\n")
 
+    def close_line(self) -> str:
+        return close_line(self.clock)
+
     def close(self) -> None:
-        self.out.write(f"#close{SEPARATOR}{log_timestamp(self.clock())}\n")
+        self.out.write(self.close_line())

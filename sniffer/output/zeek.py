@@ -184,6 +184,11 @@ def log_timestamp(t: float) -> str:
     return time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(t))
 
 
+def close_line(clock: Callable[[], float] = time.time) -> str:
+    """The ``#close`` line that ends every Zeek-style log (conn, weird, notice)."""
+    return f"#close{SEPARATOR}{log_timestamp(clock())}\n"
+
+
 def header_lines(fields: Sequence[str], path: str, open_time: float,
                  types: dict[str, str] = FIELD_TYPES) -> list[str]:
     """The header block Zeek writes before the first row (`types`: each field's Zeek type)."""
@@ -232,7 +237,7 @@ class ZeekWriter:
 
     def close_line(self) -> str:
         """The ``#close`` trailer (also what a file cut short by a full disk ends with)."""
-        return f"#close{SEPARATOR}{log_timestamp(self.clock())}\n"
+        return close_line(self.clock)
 
     def close(self) -> None:
         """Write the ``#close`` trailer once and flush."""
