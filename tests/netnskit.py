@@ -39,7 +39,7 @@ from typing import NamedTuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = os.path.realpath(sys.executable)
+PYTHON = sys.executable  # the venv's interpreter: its realpath is the base one, without our packages
 NOBODY = 65534
 
 
