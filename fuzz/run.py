@@ -4,11 +4,11 @@
     python fuzz/run.py --seconds 600 --keep fuzz-work
 
 Seeds: the small captures of the shared reference corpus (``../shared/corpus`` from the
-project root, linked, never copied) plus the regression inputs of tests/data/fuzz. New inputs
-libFuzzer finds go to a scratch directory (kept with ``--keep``). Prints one line
-``fuzz: N inputs tried in S s ...`` and exits 0, or 1 after a crash, hang (``-timeout``) or
-memory blow-up (``-rss_limit_mb``), naming the saved input that reproduces it
-(``python fuzz/fuzz_read.py FILE``).
+project root, or ``$SNIFFER_SHARED/corpus``; linked, never copied) plus the regression inputs
+of tests/data/fuzz. New inputs libFuzzer finds go to a scratch directory (kept with
+``--keep``). Prints one line ``fuzz: N inputs tried in S s ...`` and exits 0, or 1 after a
+crash, hang (``-timeout``) or memory blow-up (``-rss_limit_mb``), naming the saved input that
+reproduces it (``python fuzz/fuzz_read.py FILE``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("SNIFFER_SHARED") or ROOT.parent / "shared") / "corpus"
 REGRESSIONS = ROOT / "tests" / "data" / "fuzz"
 HARNESS = ROOT / "fuzz" / "fuzz_read.py"
 DICT = ROOT / "fuzz" / "sniffer.dict"  # magics, block types, the JSON of sniffer's records

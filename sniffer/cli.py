@@ -7,7 +7,9 @@ offset or field; the connections reconstructed until then are still written).
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +19,8 @@ from sniffer.interrupt import Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit status 2 (argparse's own default)."""
+    """argparse, but a usage error is one line and exit status 2 (argparse's own default),
+    pointing to the --help of the command it concerns."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         from sniffer.output.safe import escape_controls  # argparse quotes unknown args raw
@@ -25,13 +28,122 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"sniffer: {message} (see 'sniffer {self.prog.split()[-1]} --help')\n"
                   if " " in self.prog else f"sniffer: {message} (see 'sniffer --help')\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Take `--interval -1` as a value to check (argparse would call it a missing value once
+        the parser has an option like -4), and report a command's unknown arguments with its
+        own --help: `sniffer sockets -x` is about `sniffer sockets --help`."""
+        args = _glued(list(sys.argv[1:] if args is None else args), self)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and " " in self.prog:  # a subcommand's parser (the top one reports its own)
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
-def count(text: str) -> int:
-    """A whole number >= 0 (argparse reports a ValueError as a one-line usage error)."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
+
+_NEGATIVE = re.compile(r"-[0-9.].*")
+
+
+def _glued(args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--opt -1` as `--opt=-1` for the numeric options of `parser` (their Range says why -1
+    is refused), up to a `--`; an abbreviated option name counts as argparse takes it."""
+    numeric = {o for a in parser._actions if isinstance(a.type, Range) for o in a.option_strings}
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        names = [o for o in parser._option_string_actions if o.startswith(arg)] \
+            if arg.startswith("--") else []
+        name = arg if arg in numeric else names[0] if len(names) == 1 else None
+        if name in numeric and i + 1 < len(args) and _NEGATIVE.fullmatch(args[i + 1]):
+            out.append(f"{arg}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+class Range:
+    """An argparse type: a number of `kind` from `lo` to `hi`, checked while parsing, so a bad
+    value is one usage line naming the option and the range, never a traceback further on.
+
+    `above`: `lo` itself is excluded (a duration must be more than 0). `zero`: 0 is accepted
+    too, as an off switch outside the range (--hidden-interval 0: never). `why` says where `hi`
+    comes from when it depends on the machine (CPUs, memory).
+    """
+
+    def __init__(self, kind: type, lo: float, hi: float, unit: str = "", *,
+                 above: bool = False, zero: bool = False, why: str = "") -> None:
+        self.kind, self.lo, self.hi, self.unit = kind, lo, hi, unit
+        self.above, self.zero, self.why = above, zero, why
+        self.__name__ = kind.__name__  # argparse names the type in some messages
+
+    def __str__(self) -> str:
+        """The range as the help text and the error message give it, e.g. '0.1 to 86400'."""
+        lo, hi = _num(self.lo), _num(self.hi)
+        text = f"more than {lo} and up to {hi}" if self.above else f"{lo} to {hi}"
+        return ("0 or " if self.zero else "") + text + (f" {self.unit}" if self.unit else "")
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = self.kind(text.strip())
+            low = value > self.lo if self.above else value >= self.lo
+            ok = math.isfinite(value) and ((value == 0 and self.zero)
+                                           or (low and value <= self.hi))
+        except (ValueError, OverflowError):  # not a number, or an int of 4300+ digits
+            ok = False
+        if not ok:
+            shown = text if len(text) <= 30 else text[:27] + "..."
+            what = "a whole number, " if self.kind is int else ""
+            why = f" ({self.why})" if self.why else ""
+            raise argparse.ArgumentTypeError(f"must be {what}{self}{why}, got {shown!r}")
+        return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def memory_mib() -> int:
+    """The machine's physical memory in MiB (0 if it cannot be told)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    except (ValueError, OSError):
+        return 0
+
+
+# The ranges of the numeric options (docs/read.md, docs/live.md, docs/sockets.md).
+MAX_FLOWS = Range(int, 0, 100_000_000)  # ~1.7 kB each: 170 GB
+FRAG_DATAGRAMS = Range(int, 1, 10_000_000)
+FRAG_MIB = Range(int, 1, 65536, "MiB")
+MAX_ROWS = Range(int, 0, 1_000_000_000)
+PORT = Range(int, 0, 65535)
+INTERVAL = Range(float, 0.1, 86400, "seconds")
+HIDDEN_INTERVAL = Range(float, 0.1, 86400, "seconds", zero=True)
+DURATION = Range(float, 0, 31_536_000, "seconds", above=True)  # a year
+COUNT = Range(int, 1, 10**15)
+# SO_RCVBUFFORCE takes a C int, and Linux caps it at INT_MAX / 2 anyway.
+WATCH_BUFFER = Range(int, 4096, 1 << 30, "bytes")
+
+
+def ring_range() -> Range:
+    """--buffer: the kernel allocates the whole ring when it is set up, so a ring near the
+    machine's memory gets the run killed by the OOM killer rather than refused; half of it is
+    the bound (2 MiB: two 1 MiB blocks, the least the ring takes)."""
+    mem = memory_mib()
+    if not mem:
+        return Range(int, 2, 65536, "MiB", why="at most 64 GiB")
+    return Range(int, 2, max(2, mem // 2), "MiB",
+                 why=f"half of this machine's {mem} MiB of memory")
 
 
 def engine_options(p: argparse.ArgumentParser) -> None:
@@ -40,9 +152,16 @@ def engine_options(p: argparse.ArgumentParser) -> None:
                       help="do not validate IP/TCP/UDP/ICMP checksums (like zeek -C)")
     p.add_argument("--ignore-checksums-net", action="append", default=[], metavar="CIDR",
                       help="do not validate checksums of packets from CIDR (repeatable)")
-    p.add_argument("--max-flows", type=int, default=100_000, metavar="N",
-                   help="connections held at once (default 100000; 0: no limit); when full, "
-                        "half-open and idle ones are logged early and evicted, and counted")
+    p.add_argument("--max-flows", type=MAX_FLOWS, default=100_000, metavar="N",
+                   help=f"connections held at once ({MAX_FLOWS}; default 100000; 0: no limit); "
+                        "when full, half-open and idle ones are logged early and evicted, and "
+                        "counted")
+    p.add_argument("--frag-max-datagrams", type=FRAG_DATAGRAMS, default=None, metavar="N",
+                   help=f"IP datagrams waiting for their fragments at once ({FRAG_DATAGRAMS}; "
+                        "default 16384); past it the oldest is dropped and counted "
+                        "(fragment_evicted)")
+    p.add_argument("--frag-max-mib", type=FRAG_MIB, default=None, metavar="MIB",
+                   help=f"fragment bytes held while waiting ({FRAG_MIB}; default 64), the same")
     p.add_argument("--local-net", action="append", default=[], metavar="CIDR",
                       help="local networks for local_orig/local_resp (repeatable; replaces "
                            "the default, the private address space)")
@@ -57,7 +176,7 @@ def detect_options(p: argparse.ArgumentParser) -> None:
     """Detector options `read` and `live` share (sniffer.detect; docs/detectors.md)."""
     p.add_argument("--alerts", metavar="FILE",
                    help="run the detectors (spoofing, floods, scans, injection) and write their "
-                        "alerts to FILE, one JSON object per line")
+                        "alerts to FILE, one JSON object per line ('-': standard output)")
     p.add_argument("--alerts-format", choices=("json", "zeek"), default="json",
                    help="--alerts FILE as JSON lines (default) or Zeek's notice.log layout")
     p.add_argument("--detect", action="store_true",
@@ -68,7 +187,7 @@ def detect_options(p: argparse.ArgumentParser) -> None:
                         "(repeatable; added to those a recording or the kernel reports)")
     p.add_argument("--detect-set", action="append", default=[], metavar="NAME=VALUE",
                    help="change a detector threshold, e.g. syn_flood_half_open=50 (repeatable; "
-                        "the names are in docs/detectors.md)")
+                        "more than 0, up to 1000000000; the names are in docs/detectors.md)")
 
 
 def sockets_options(p: argparse.ArgumentParser) -> None:
@@ -85,8 +204,8 @@ def sockets_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
     p.add_argument("--state", action="append", default=[], metavar="STATE",
                    help="only sockets in STATE (repeatable; e.g. LISTEN, ESTABLISHED, TIME-WAIT)")
-    p.add_argument("--port", type=int, action="append", default=[], metavar="N",
-                   help="only sockets with local or remote port N (repeatable)")
+    p.add_argument("--port", type=PORT, action="append", default=[], metavar="N",
+                   help=f"only sockets with local or remote port N ({PORT}; repeatable)")
     p.add_argument("--addr", action="append", default=[], metavar="ADDR[/LEN]",
                    help="only sockets with a local or remote address in ADDR (repeatable)")
     p.add_argument("--netns", metavar="NS",
@@ -98,11 +217,12 @@ def sockets_options(p: argparse.ArgumentParser) -> None:
                    help="instead of sockets: each namespace's addresses, local prefixes, routes")
     p.add_argument("--watch", action="store_true",
                    help="keep watching: new sockets and destroyed ones (with final counters)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                   help="--watch: seconds between dumps (destroy events are immediate)")
-    p.add_argument("--watch-buffer", type=int, default=32 << 20, metavar="BYTES",
-                   help="--watch: kernel buffer for destroy events (default 32 MiB); when it "
-                        "overflows, sniffer re-dumps and says so")
+    p.add_argument("--interval", type=INTERVAL, default=1.0, metavar="SECONDS",
+                   help=f"--watch: seconds between dumps ({INTERVAL}; default 1; destroy "
+                        "events are immediate)")
+    p.add_argument("--watch-buffer", type=WATCH_BUFFER, default=32 << 20, metavar="BYTES",
+                   help=f"--watch: kernel buffer for destroy events ({WATCH_BUFFER}; default "
+                        "32 MiB); when it overflows, sniffer re-dumps and says so")
     p.add_argument("--hidden", action="store_true",
                    help="instead of sockets: look for hidden ones (sock_diag against /proc/net); "
                         "exit status 1 when one is found")
@@ -119,24 +239,29 @@ def live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", metavar="NS", help="run inside this network namespace")
     p.add_argument("--format", choices=("dashboard", "zeek", "json"), default=None,
                    help="stdout: live dashboard (default on a terminal), conn.log, or JSON lines")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the records (--format) to FILE")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the records (--format) to FILE ('-': standard output)")
     p.add_argument("--json", metavar="FILE", dest="json_file",
-                   help="also write the records as JSON lines to FILE")
+                   help="also write the records as JSON lines to FILE ('-': standard output)")
     p.add_argument("-w", "--write", metavar="FILE.pcapng",
-                   help="record packets and kernel snapshots, for `sniffer read` to replay")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--count", type=int, metavar="N", help="stop after N packets")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S",
-                   help="seconds between kernel snapshots (default 1)")
-    p.add_argument("--hidden-interval", type=float, default=10.0, metavar="S",
+                   help="record packets and kernel snapshots, for `sniffer read` to replay "
+                        "('-': standard output). The file names every process, pid and user "
+                        "that held a socket: share it with care (docs/live.md)")
+    p.add_argument("--duration", type=DURATION, metavar="S",
+                   help=f"stop after S seconds ({DURATION})")
+    p.add_argument("--count", type=COUNT, metavar="N", help=f"stop after N packets ({COUNT})")
+    p.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
+                   help=f"seconds between kernel snapshots ({INTERVAL}; default 1)")
+    p.add_argument("--hidden-interval", type=HIDDEN_INTERVAL, default=10.0, metavar="S",
                    help="with --alerts/--detect: compare sock_diag with /proc/net for hidden "
-                        "sockets every S seconds (default 10; 0: never)")
+                        f"sockets every S seconds ({HIDDEN_INTERVAL}; default 10; 0: never)")
     p.add_argument("--bind-probe", action="store_true",
                    help="the hidden-socket check also tries bind() on every port, as unhide-tcp "
                         "does (a few seconds of CPU per check; see docs/detectors.md)")
-    p.add_argument("--buffer", type=int, default=256, metavar="MIB",
-                   help="capture ring size in MiB (default 256): bursts wait here while the "
-                        "engine catches up")
+    buffer = ring_range()
+    p.add_argument("--buffer", type=buffer, default=256, metavar="MIB",
+                   help=f"capture ring size in MiB ({buffer}, {buffer.why}; default 256): "
+                        "bursts wait here while the engine catches up")
     p.add_argument("--user", metavar="NAME",
                    help="once the capture, kernel sockets and output files are open, run as "
                         "NAME with no capabilities and no_new_privs (docs/live.md, 'Least "
@@ -158,16 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="capture files, read as one time-ordered stream; '-' reads stdin")
     read.add_argument("--format", choices=("table", "zeek", "json"), default=None,
                       help="output format (default: table on a terminal, zeek otherwise)")
-    read.add_argument("-o", "--output", metavar="FILE", help="write the records to FILE")
+    read.add_argument("-o", "--output", metavar="FILE",
+                      help="write the records to FILE ('-': standard output)")
     engine_options(read)
     detect_options(read)
     read.add_argument("--weird-log", metavar="FILE",
-                      help="also write every anomaly (Zeek's weird.log layout) to FILE")
-    read.add_argument("--workers", type=count, default=1, metavar="N",
-                      help="shard connections across N processes (zeek or json output; the "
-                           "records are the ones one process writes)")
-    read.add_argument("--max-rows", type=count, default=1000, metavar="N",
-                      help="table format: show at most N connections (0: all)")
+                      help="also write every anomaly (Zeek's weird.log layout) to FILE "
+                           "('-': standard output)")
+    workers = Range(int, 1, usable_cpus(), why="the CPUs this process may run on")
+    read.add_argument("--workers", type=workers, default=1, metavar="N",
+                      help=f"shard connections across N processes ({workers}: {workers.why}; "
+                           "zeek or json output; the records are the ones one process writes)")
+    read.add_argument("--max-rows", type=MAX_ROWS, default=1000, metavar="N",
+                      help=f"table format: show at most N connections ({MAX_ROWS}; 0: all)")
     sockets = sub.add_parser(
         "sockets", help="the kernel's sockets, with their processes, users and namespaces",
         description="List the kernel's TCP, UDP, raw and ping sockets (sock_diag and /proc), "
@@ -182,7 +310,35 @@ def build_parser() -> argparse.ArgumentParser:
     live_options(live)
     engine_options(live)
     detect_options(live)
+    parser.commands = {"read": read, "sockets": sockets, "live": live}  # type: ignore[attr-defined]
     return parser
+
+
+# Options whose FILE may be '-', standard output, besides -o (the records).
+_STDOUT_OPTIONS = (("--alerts", "alerts"), ("--weird-log", "weird_log"), ("--json", "json_file"),
+                   ("-w", "write"))
+
+
+def dash_problem(args: argparse.Namespace) -> str | None:
+    """What '-' cannot mean here: standard input read twice, or two streams on standard output
+    (their lines would interleave); None if all is well. `-o -` then stands for no -o."""
+    if args.command == "read" and args.files.count("-") > 1:
+        return "FILE: '-' (standard input) given twice; it can be read only once"
+    if args.command not in ("read", "live"):
+        return None
+    others = [opt for opt, dest in _STDOUT_OPTIONS if getattr(args, dest, None) == "-"]
+    if args.output == "-":
+        args.output = None
+        if others:
+            return (f"-o and {others[0]} both name '-' (standard output), which carries one "
+                    "stream: give one of them a file")
+    elif others and not args.output:
+        return (f"{others[0]} -: standard output already carries the connection records; "
+                "send them to a file with -o FILE, or drop them with -o /dev/null")
+    if len(others) > 1:
+        return (f"{others[0]} and {others[1]} both name '-' (standard output), which carries "
+                "one stream: give one of them a file")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    problem = dash_problem(args)
+    if problem:
+        parser.commands[args.command].error(problem)  # type: ignore[attr-defined]
     try:
         if args.command == "read":
             from sniffer.read import run_read

@@ -82,6 +82,11 @@ class Settings:
     icmp_inactivity_timeout: float = 60.0
     unknown_ip_inactivity_timeout: float = 60.0
     frag_timeout: float = 300.0
+    # IP fragment reassembly bounds (--frag-max-datagrams, --frag-max-mib): datagrams waiting
+    # for fragments, and the bytes they hold; past either the oldest waiting datagram is
+    # dropped and counted (fragment_evicted). Zeek has no such cap; Suricata's defrag memcap.
+    frag_max_datagrams: int = 16384
+    frag_max_bytes: int = 64 << 20
     dns_session_timeout: float = 10.0  # Zeek's dns_session_timeout (UDP DNS connections)
     ip_tunnel_timeout: float = 86400.0  # Zeek's Tunnel::ip_tunnel_timeout
     # The flow table's bound (--max-flows; 0: none): when full, an eighth is evicted, half-open
@@ -110,6 +115,9 @@ DETECT_SETTINGS = ("detect_max_alerts", "syn_flood_half_open", "syn_flood_window
                    "backscatter_threshold", "backscatter_window", "backscatter_grace")
 
 
+DETECT_MAX = 1_000_000_000  # the largest `--detect-set` value: a count, or seconds (31 years)
+
+
 def apply_detect_setting(settings: Settings, spec: str) -> None:
     """One `--detect-set NAME=VALUE`: a positive number of the setting's own type."""
     name, sep, value = spec.partition("=")
@@ -123,6 +131,7 @@ def apply_detect_setting(settings: Settings, spec: str) -> None:
     except ValueError:
         raise UsageError(f"--detect-set {name}: not a{'n integer' if kind is int else ' number'}: "
                          f"{value.strip()!r}") from None
-    if not number > 0:
-        raise UsageError(f"--detect-set {name}: must be greater than 0, got {value.strip()!r}")
+    if not 0 < number <= DETECT_MAX:  # not nan, inf or a value no window or count could reach
+        raise UsageError(f"--detect-set {name}: must be more than 0 and up to {DETECT_MAX}, "
+                         f"got {value.strip()!r}")
     setattr(settings, name, number)

@@ -26,6 +26,17 @@ KERNEL_OWNERS = frozenset({"time-wait", "orphan", "unaccepted", "kernel"})
 WILDCARDS = ("0.0.0.0", "::")
 
 
+def keep_seconds(settings, interval: float) -> float:
+    """How long the view must remember a socket after last seeing it: a connection's record
+    is judged when it ends, up to its longest inactivity timeout (plus the close delays) after
+    its last packet, and its socket may have been seen last one snapshot `interval` before that
+    packet. Anything older can no longer match a record, and is forgotten."""
+    s = settings
+    return (max(s.tcp_inactivity_timeout, s.long_inactivity_timeout, s.udp_inactivity_timeout,
+                s.icmp_inactivity_timeout, s.unknown_ip_inactivity_timeout)
+            + s.tcp_close_delay + s.tcp_connection_linger + interval + 60.0)
+
+
 @dataclass(slots=True)
 class Seen:
     """One socket as the kernel showed it, and when."""
@@ -51,6 +62,7 @@ class KernelView:
         # connect() traces without addresses (IPv6): (proto, local port, remote port)
         self.traced_ports: dict[tuple, Seen] = {}
         self.snapshots = 0
+        self.next_expiry = 0.0  # network time of the next `expire` pass
 
     # -- events ---------------------------------------------------------------------------------
     def event(self, ts: float, ev: dict) -> None:
@@ -92,12 +104,25 @@ class KernelView:
                 seen.record = rec  # keep the richest record: one that names the owner
 
     def forget_before(self, ts: float) -> None:
-        """Drop sockets last seen before `ts` (bounded memory in long live runs)."""
-        for table in (self.connected, self.listening):
+        """Drop sockets last seen before `ts` (bounded memory in long live runs: `live` calls
+        it through `expire`, with `ts` = now - `keep_seconds`)."""
+        for table in (self.connected, self.listening, self.traced_ports):
             for key in [k for k, s in table.items() if s.last < ts]:
                 del table[key]
         for key in [k for k, t in self.destroyed.items() if t < ts]:
             del self.destroyed[key]
+
+    def expire(self, now: float, keep: float) -> None:
+        """`live`, at each snapshot: forget what was last seen more than `keep` seconds before
+        `now` (at most once a minute of network time: the scan costs a pass over the view)."""
+        if now >= self.next_expiry:
+            self.next_expiry = now + 60.0
+            self.forget_before(now - keep)
+
+    def size(self) -> int:
+        """Sockets held (connected, listening, traced), and destroy events remembered."""
+        return (len(self.connected) + len(self.listening) + len(self.traced_ports)
+                + len(self.destroyed))
 
     # -- verdicts -------------------------------------------------------------------------------
     def is_local(self, addr: str) -> bool:

@@ -19,9 +19,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from sniffer.correlate import KernelView
+from sniffer.correlate import KernelView, keep_seconds
 from sniffer.decode import Decoder
-from sniffer.flows.table import FlowTable, ntop
+from sniffer.flows.conn import ntop, proto_name
+from sniffer.flows.table import FlowTable
 from sniffer.stats import Stats
 
 
@@ -36,10 +37,12 @@ class Live:
         self.args = args
         self.stats = Stats()
         self.view = KernelView()
+        self.view_keep = keep_seconds(settings, args.interval)  # sockets older are forgotten
         self.writers: list = []
         self.recorder = None
         self.recent: list = []  # finished records worth attention, for the dashboard
         self.finished = 0
+        self.verdicts: dict[str, int] = {}  # finished records by verdict, for the dashboard
         self.capture = LiveCapture(args.interface, args.filter, args.promisc, stats=self.stats,
                                    buffer_size=args.buffer << 20)
         if args.write:
@@ -71,7 +74,7 @@ class Live:
         if conn.proto not in (6, 17):
             return
         orig, resp = ntop(conn.orig_h), ntop(conn.resp_h)
-        proto = "tcp" if conn.proto == 6 else "udp"
+        proto = proto_name(conn.proto)
         ts = self.table.network_time
         if self.view.is_local(orig):
             self.monitor.lookup(ts, proto, orig, conn.orig_p, resp, conn.resp_p)
@@ -82,6 +85,7 @@ class Live:
     def emit(self, conn) -> None:
         self.view.judge(conn)
         self.finished += 1
+        self.verdicts[conn.verdict] = self.verdicts.get(conn.verdict, 0) + 1
         if self.detectors is not None:
             self.detectors.finished(conn)
         for w in self.writers:
@@ -149,6 +153,7 @@ class Live:
                     self.detectors.write_settled(ts_now)
                 if mono >= next_snapshot:
                     next_snapshot = mono + args.interval
+                    self.view.expire(ts_now, self.view_keep)  # bounded in long runs
                     self.monitor.snapshot(ts_now)
                 if dashboard is not None:
                     dashboard(self)
@@ -244,7 +249,7 @@ def _outputs(live: Live, args: argparse.Namespace, fmt: str) -> None:
     from sniffer.output.zeek import DEFAULT_FIELDS, VERDICT_FIELDS
     fields = DEFAULT_FIELDS + VERDICT_FIELDS
     # LineFile: a full disk stops the run with one line and leaves whole records behind
-    from sniffer.output.outfile import LineFile, StdoutLines
+    from sniffer.output.outfile import LineFile, StdoutLines, open_lines
     if fmt in ("zeek", "json"):
         out = LineFile(args.output) if args.output else StdoutLines()
         if fmt == "zeek":
@@ -257,7 +262,7 @@ def _outputs(live: Live, args: argparse.Namespace, fmt: str) -> None:
             live.writers.append(_Closing(JsonlWriter(out, fields), out))
     if args.json_file:
         from sniffer.output.jsonl import JsonlWriter
-        f = LineFile(args.json_file)
+        f = open_lines(args.json_file)
         live.writers.append(_Closing(JsonlWriter(f, fields), f))
 
 
@@ -283,6 +288,10 @@ class _Closing:
 def _report(live: Live) -> None:
     s = live.stats
     from sniffer.output.safe import escape_controls  # an interface name is anyone's text
+    from sniffer.stats import checksum_warning  # as `read` does: many bad checksums, name -C
+    warning = checksum_warning(s)
+    if warning:  # before the closing report, which stays the last line
+        print("sniffer: " + warning, file=sys.stderr)
     print(f"sniffer: {s['packets']} packets captured on "
           f"{escape_controls(live.capture.interface)}, "
           f"{s['kernel_dropped']} kernel drops, {live.finished} connections"

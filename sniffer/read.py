@@ -15,7 +15,7 @@ from sniffer.errors import BadInputError, SnifferError, UsageError
 from sniffer.flows.conn import Conn
 from sniffer.flows.table import FlowTable
 from sniffer.interrupt import Interrupted
-from sniffer.stats import LoggedStats, Stats
+from sniffer.stats import LoggedStats, Stats, checksum_warning
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -30,6 +30,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if args.max_flows < 0:
             raise UsageError(f"--max-flows: must be 0 (no limit) or more, got {args.max_flows}")
         settings.max_flows = args.max_flows
+    if getattr(args, "frag_max_datagrams", None) is not None:
+        settings.frag_max_datagrams = args.frag_max_datagrams
+    if getattr(args, "frag_max_mib", None) is not None:
+        settings.frag_max_bytes = args.frag_max_mib << 20
     if args.local_net:
         settings.local_nets = [parse_net(n, "--local-net") for n in args.local_net]
     for spec in getattr(args, "detect_set", ()):
@@ -167,9 +171,8 @@ class _Output:
         self.writer = None
         self.conns: list[Conn] = []
         if path:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.access(parent, os.W_OK) or os.path.isdir(path):
-                raise SnifferError(f"{path}: cannot write here")
+            from sniffer.output.outfile import check_writable
+            check_writable(path)
 
     def _open(self, first: Conn | None = None, verdicts: bool | None = None) -> None:
         from sniffer.output.outfile import LineFile, stdout_lines
@@ -228,9 +231,9 @@ class _Output:
 def _weird_log(path: str | None):
     if not path:
         return None
-    from sniffer.output.outfile import LineFile
+    from sniffer.output.outfile import open_lines
     from sniffer.output.weird import WeirdWriter
-    out = LineFile(path)
+    out = open_lines(path)
     writer = WeirdWriter(out)
     out.trailer = writer.close_line
     return writer
@@ -295,7 +298,7 @@ def _run_read(args: argparse.Namespace) -> int:
         output.finish(stats, args.max_rows or None)
     if error is not None:
         raise error
-    _report_skipped(stats, fmt)
+    _report_skipped(stats, fmt, _table_on_screen(args, fmt))
     return 0
 
 
@@ -309,16 +312,30 @@ def _run_workers(args: argparse.Namespace, settings: Settings, fmt: str, output)
     output.finish(stats, None)
     if result["error"] is not None:
         raise result["error"]
-    _report_skipped(stats, fmt)
+    _report_skipped(stats, fmt, _table_on_screen(args, fmt))
     return 0
 
 
-def _report_skipped(stats: Stats, fmt: str) -> None:
-    """Machine formats stay clean; what was skipped or damaged goes to stderr as one line."""
-    if fmt == "table":
+def _table_on_screen(args: argparse.Namespace, fmt: str) -> bool:
+    """Whether the table (with its summary) went to the terminal rather than to a file."""
+    return fmt == "table" and args.output in (None, "", "-") and sys.stdout.isatty()
+
+
+def _report_skipped(stats: Stats, fmt: str, on_screen: bool = False) -> None:
+    """Machine formats stay clean; what was skipped or damaged goes to stderr as one line.
+
+    Then, in every format, the checksum-offloading warning (sniffer.stats.checksum_warning)
+    as one more line, unless the table's summary already showed it on the terminal
+    (`on_screen`).
+    """
+    if os.environ.get("SNIFFER_QUIET") == "1":
         return
     notes = [f"{k}={v}" for k, v in sorted(stats.items())
              if k.startswith(("unsupported_", "truncated_final_record", "bad_IP_checksum",
-                              "flows_evicted"))]
-    if notes and os.environ.get("SNIFFER_QUIET") != "1":
+                              "weird:bad_TCP_checksum", "weird:bad_UDP_checksum",
+                              "weird:bad_ICMP_checksum", "flows_evicted"))]
+    if notes and fmt != "table":
         print("sniffer: note: " + ", ".join(notes), file=sys.stderr)
+    warning = checksum_warning(stats)
+    if warning and not on_screen:
+        print("sniffer: " + warning, file=sys.stderr)

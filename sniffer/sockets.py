@@ -148,8 +148,18 @@ def _explain_blind_spots(raws, owners: Owners | None) -> None:
     """One line on stderr about what could not be seen, and why (never silent, never noisy)."""
     notes = [f"{raw.ns.label}: {err}" for raw in raws for err in raw.errors]
     if owners is not None and owners.denied:
+        # Name a few (PID 1 first): "which process may hold this listener?" has an answer.
+        some = ", ".join(f"/proc/{pid}/fd ({owners.name(pid)})"
+                         for pid in sorted(owners.denied_pids)[:3])
+        more = ", ..." if owners.denied > 3 else ""
         notes.append(f"{owners.denied} processes of other users could not be read "
-                     f"(running as uid {os.geteuid()}, not root): their sockets show no process")
+                     f"({some}{more}: permission denied, running as uid {os.geteuid()}, "
+                     f"not root): sockets none of the readable processes holds show no process "
+                     f"(owner unknown)")
+    if owners is not None and owners.hidden:
+        notes.append(f"/proc is mounted with {owners.hidden}: other users' processes are "
+                     f"invisible to uid {os.geteuid()}, so sockets none of the visible processes "
+                     f"holds show no process (owner unknown)")
     if notes:
         # Namespace names and error texts may carry a hostile name: no raw controls on stderr.
         from sniffer.output.safe import escape_controls
@@ -160,21 +170,28 @@ def _watch(args, spaces, protos, families, keep) -> int:
     import json
     import signal
 
+    import time
+
     from sniffer.kernel.watch import Watcher
     out = sys.stdout
+    # Every event carries the time sniffer learned of it: epoch seconds with microseconds in
+    # JSON (as Zeek's `ts`), a local date and time in text.
     if args.json:
         def emit(event: str, rec: dict) -> None:
-            out.write(json.dumps({"event": event, **rec}, separators=(",", ":")) + "\n")
+            line = {"event": event, "ts": round(time.time(), 6), **rec}
+            out.write(json.dumps(line, separators=(",", ":")) + "\n")
             out.flush()
     else:
         from sniffer.output.sockets import watch_line
 
         def emit(event: str, rec: dict) -> None:
-            out.write(watch_line(event, rec, numeric=args.numeric) + "\n")
+            out.write(watch_line(event, rec, numeric=args.numeric, ts=time.time()) + "\n")
             out.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    rescan = nsmod.everything if args.all_netns else None
     try:
-        Watcher(spaces, protos, families, emit, args.interval, keep, args.watch_buffer).run()
+        Watcher(spaces, protos, families, emit, args.interval, keep, args.watch_buffer,
+                rescan).run()
     except KeyboardInterrupt:
         pass
     return 0

@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 #: Counters that describe the input rather than something wrong with it.
 INFORMATIONAL = frozenset({
     "packets", "bytes", "ip_fragments", "fragments_reassembled", "tunneled_packets",
     "snaplen_truncated", "non_ip",
 })
+
+
+#: The counters of packets dropped for a bad checksum, by kind: the IPv4 header (decoder), the
+#: TCP, UDP and ICMP/ICMPv6 checksums (flow table, as Zeek's weirds of those names).
+CHECKSUM_COUNTERS = (("IP", "bad_IP_checksum"), ("TCP", "weird:bad_TCP_checksum"),
+                     ("UDP", "weird:bad_UDP_checksum"), ("ICMP", "weird:bad_ICMP_checksum"))
+#: Zeek's rule (base/misc/find-checksum-offloading.zeek): checksum offloading likely spoiled the
+#: input when the packets with a bad checksum of one kind are more than this share of all
+#: packets read.
+OFFLOAD_SHARE = 0.05
+
+
+def checksum_warning(stats: Mapping[str, int]) -> str | None:
+    """The one-line warning Zeek gives when many checksums fail, naming -C; else None.
+
+    A capture taken on the sending host of a NIC with checksum offloading holds that host's
+    packets before the card filled their checksums in: without `-C` they are all dropped, and
+    the connections lose most of their bytes with nothing else to say why.
+    """
+    packets = stats.get("packets", 0)
+    bad = [(kind, stats.get(key, 0)) for kind, key in CHECKSUM_COUNTERS]
+    if not packets or not any(n > OFFLOAD_SHARE * packets for _kind, n in bad):
+        return None
+    total = sum(n for _kind, n in bad)
+    kinds = " and ".join(kind for kind, n in bad if n)
+    return (f"warning: {total} of {packets} packets ({total / packets:.0%}) had invalid {kinds} "
+            "checksums and were not counted, most likely from NIC checksum offloading on the "
+            "capturing host; use -C (--ignore-checksums) to count them, or "
+            "--ignore-checksums-net CIDR for packets from some addresses only")
 
 
 class Stats(Counter):

@@ -1,14 +1,22 @@
-"""Session summaries shown on success too: the Zeek corpus acceptance test, and the counts of
-the robustness tests (fuzzing, property-based tests, the mutation sweep)."""
+"""A missing reference corpus stops the run at once with one line (sharedkit.py says where it
+is looked for); session summaries shown on success too: the Zeek corpus acceptance test, and
+the counts of the robustness tests (fuzzing, property-based tests, the mutation sweep)."""
 
 from collections.abc import Callable
 
 import pytest
 
+import sharedkit
 import zeekcorpus
 
 #: lines the robustness tests report (inputs tried, mutants run), printed at the end
 ROBUSTNESS_KEY = pytest.StashKey[list]()
+
+
+def pytest_configure(config) -> None:
+    """Stop before collection, with one line, when the reference corpus is not there."""
+    if problem := sharedkit.missing():
+        raise pytest.UsageError(problem)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ plus, for `unprivileged()`, a private mount namespace that exists only for that 
 from __future__ import annotations
 
 import atexit
+import functools
 import ipaddress
 import json
 import os
@@ -238,6 +239,9 @@ class NetNS:
         self.name = f"{prefix}-{secrets.token_hex(4)}"
         self.holders: list[Holder] = []
         self.created = False
+        # Processes that only visit (a `sockets --all-netns` watcher reading its tables from
+        # inside): close() must not take them for the namespace's own and kill them.
+        self.visitors: set[int] = set()
 
     # lifecycle
     def __enter__(self) -> "NetNS":
@@ -272,7 +276,7 @@ class NetNS:
             return
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            pids = self.pids()
+            pids = self.pids() - self.visitors
             if not pids:
                 break
             for pid in pids:  # only processes inside our own namespace
@@ -337,12 +341,29 @@ def netns():
 
 # --------------------------------------------------------------------------- unprivileged runs
 
+@functools.cache
+def _needed_paths() -> list[str]:
+    """What a child started with PYTHON must reach: the interpreter as named (a venv's bin/)
+    and as resolved (the base installation's), the venv and base prefixes, the source tree and
+    every directory of the child's own sys.path (site-packages, an editable install's .pth
+    entries), both as written and resolved; a path below another one is left out."""
+    probe = subprocess.run([PYTHON, "-c", "import json, sys; print(json.dumps(sys.path))"],
+                           capture_output=True, text=True, check=True, cwd="/", timeout=30)
+    paths = [os.path.dirname(PYTHON), os.path.dirname(os.path.realpath(PYTHON)), sys.prefix,
+             sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(ROOT),
+             *json.loads(probe.stdout)]
+    need = {f(p) for p in paths if os.path.isabs(p) and os.path.isdir(p)
+            for f in (os.path.abspath, os.path.realpath)}
+    return sorted(p for p in need
+                  if not any(q != p and p.startswith(q.rstrip("/") + "/") for q in need))
+
+
 def _blocked_dirs() -> list[tuple[str, list[str]]]:
     """Directories that `nobody` cannot traverse (e.g. /root, 0700) on the way to the Python
-    installation or the source tree, each with the paths below it that must stay reachable."""
-    need = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, str(ROOT))}
+    installation, the virtual environment or the source tree, each with the paths below it
+    that must stay reachable."""
     out: dict[str, list[str]] = {}
-    for p in sorted(need):
+    for p in _needed_paths():
         parts = Path(p).parts
         for i in range(2, len(parts) + 1):
             anc = str(Path(*parts[:i]))

@@ -12,8 +12,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+from sharedkit import CORPUS, ROOT  # noqa: F401  (re-exported for the tests)
 
 A, B = "10.0.0.1", "93.184.216.34"
 # Explicit MAC addresses: scapy would otherwise look up the next hop's (ARP on the host network).

@@ -58,11 +58,27 @@ def land():
 
 
 def land_guards():
+    # A loopback capture (Linux lo: zero MACs): a self-connect is legal there, and so is any
+    # connection from an address to itself, to 127.0.0.1 or to one of the host's own addresses.
+    # Loopback addresses to themselves are loopback traffic whatever the frame (a capture of lo
+    # rewritten to Ethernet, as in Zeek's geneve-vxlan-truncated trace).
     return timed([
-        # a loopback capture (Linux lo: zero MACs): a self-connect is legal there
         Ether(**LOOP_ETH) / IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=5000, dport=5000),
-        # same address, different ports: not LAND
-        Ether(**ETH) / IP(src="10.0.0.5", dst="10.0.0.5") / UDP(sport=1000, dport=2000),
+        Ether(**LOOP_ETH) / IP(src="10.0.0.5", dst="10.0.0.5") / UDP(sport=1000, dport=2000),
+        Ether(**ETH) / IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=11803, dport=6081),
+        Ether(**ETH) / IPv6(src="::1", dst="::1") / UDP(sport=11803, dport=4789),
+    ])
+
+
+def land_other_ports():
+    # From the wire (a cooked capture: arrived, addressed to us), our own address to itself
+    # with different ports, and another host's: forged (Snort's 116:151 and `sameip` ignore
+    # the ports too).
+    sll = dict(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02\0\0\0\0\x01\0\0", proto=0x0800)
+    return timed([
+        CookedLinux(**sll) / IP(src="10.0.0.9", dst="10.0.0.9") / UDP(sport=4444, dport=5555),
+        CookedLinux(**sll) / IP(src="10.0.0.5", dst="10.0.0.5") / TCP(sport=40000, dport=80,
+                                                                      flags="S"),
     ])
 
 
@@ -558,8 +574,12 @@ def _tcp(name, what, build, *expected):
 
 SCENARIOS = [
     Scenario("land", "TCP SYN with source = destination address and port", land, _k("land")),
-    Scenario("land-guards", "self-connect on loopback (zero MACs); same address, other ports",
-             land_guards),
+    Scenario("land-guards", "on loopback (zero MACs): a self-connect; same address, other ports; "
+             "127.0.0.1 and ::1 to themselves in Ethernet frames", land_guards),
+    Scenario("land-other-ports", "from the wire: same address, different ports (UDP from "
+             "our address to itself; a TCP SYN)", land_other_ports,
+             _k("land", "local-source-from-wire"),
+             args=("--local-addr", "10.0.0.9")),
     Scenario("bogon-sources", "loopback, multicast, 0/8, broadcast and v4-mapped sources",
              bogon_sources, _k("bogon-source")),
     Scenario("bogon-guards", "DHCP from 0.0.0.0, DAD from ::, traffic on lo, doc/CGN/link-local"

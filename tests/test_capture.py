@@ -118,9 +118,12 @@ def write(tmp_path, name, data: bytes) -> Path:
 MANIFEST = {r["name"]: r for r in csv.DictReader(
     (LINKTYPES / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t")}
 
-# The manifest counts record headers; the 7th "record" of this file is a garbage header whose
-# body runs past EOF, so only 6 packets exist.
-PACKETS_OVERRIDE = {"truncated-final-record_tls.pcap": 6}
+# Files whose last record header claims a length libpcap refuses (tcpdump: "pcap_loop: invalid
+# packet capture length 4325376, bigger than snaplen of 262144"): the packets before it, then
+# the error naming its offset; a damaged header, not a capture cut short, though it runs past
+# EOF. (packets before it, offset, reason)
+DAMAGED = {"truncated-final-record_tls.pcap": (
+    6, 5035, "invalid packet capture length 4325376, bigger than maximum of 262144")}
 # The manifest counts EPBs only; the 2 SPBs of this file are cut by their interface's snaplen 128.
 TRUNCATED_OVERRIDE = {"pcapng_be_multi-section.pcapng": 6}
 # Files libpcap refuses, with the start of our reason and the offset we name.
@@ -158,8 +161,14 @@ def test_linktype_corpus(name):
         assert got == []
         assert err.path == str(path) and err.offset == offset and err.reason == reason
         return
+    if name in DAMAGED:
+        count, offset, reason = DAMAGED[name]
+        got, err = read_until_error([path])
+        assert len(got) == count and (err.path, err.offset, err.reason) == (str(path), offset,
+                                                                            reason)
+        return
     pkts, stats = read_all([path])
-    assert len(pkts) == PACKETS_OVERRIDE.get(name, int(row["packets"]))
+    assert len(pkts) == int(row["packets"])
     lts = {p[1] for p in pkts}
     if fmt.startswith("pcapng"):
         assert lts <= manifest_linktypes(fmt)  # some interfaces carry no packet
@@ -222,7 +231,7 @@ def test_linktype_corpus_details():
     pkts, stats = read_all([LINKTYPES / "pcapng_be_multi-section.pcapng"])
     assert [p[1] for p in pkts] == [1, 1, 0, 1, 1, 1, 1, 0]  # interface ids restart per section
     assert stats["pcapng_spb_no_timestamp"] == 2 and stats["pcapng_unknown_block"] == 0
-    pkts, _ = read_all([LINKTYPES / "truncated-final-record_tls.pcap"])
+    pkts, _ = read_until_error([LINKTYPES / "truncated-final-record_tls.pcap"])
     assert [len(p[2]) for p in pkts] == [74, 74, 66, 361, 66, 4274]
 
 
@@ -328,9 +337,52 @@ def test_corrupt_record_mid_file_names_offset(tmp_path):
     assert "invalid packet capture length 300000" in err.reason
 
 
-def test_bogus_length_running_past_eof_is_truncation(tmp_path):
-    bogus = struct.pack("<IIII", 1, 0, 4325376, 0)
-    p = write(tmp_path, "t.pcap", pcap_file(GOOD) + bogus + b"\0" * 600)
+@pytest.mark.parametrize("caplen", [0xFFFFFFFF, 300000, 262145, 4325376])
+@pytest.mark.parametrize("after", [0, 7, 600, 400000])
+def test_refused_length_is_an_error_even_running_past_eof(tmp_path, caplen, after):
+    """libpcap refuses a caplen above its maximum wherever the record stands: the check comes
+    before "does it run past the end of the file", so a damaged header near the end is not
+    taken for a capture cut short (issue 12, item 2)."""
+    body = pcap_file(GOOD)
+    bogus = struct.pack("<IIII", 1, 0, caplen, 60)
+    p = write(tmp_path, "t.pcap", body + bogus + b"\0" * after)
+    got, err = read_until_error([p])
+    assert [g[2] for g in got] == [g[2] for g in GOOD]
+    assert (err.path, err.offset) == (str(p), len(body))
+    assert err.reason == f"invalid packet capture length {caplen}, bigger than maximum of 262144"
+
+
+def test_refused_length_in_a_big_endian_and_an_old_file(tmp_path):
+    body = pcap_file(GOOD, e=">")
+    p = write(tmp_path, "be.pcap", body + struct.pack(">IIII", 1, 0, 300000, 60))
+    assert read_until_error([p])[1].offset == len(body)
+    body = pcap_header(minor=2) + struct.pack("<IIII", 1, 0, 20, 20) + b"w" * 20
+    p = write(tmp_path, "old.pcap", body + struct.pack("<IIII", 1, 0, 60, 300000))  # swapped
+    got, err = read_until_error([p])
+    assert len(got) == 1 and err.offset == len(body) and "length 300000" in err.reason
+
+
+@pytest.mark.parametrize("linktype,limit", [(1, 262144), (231, 128 << 20), (249, 1 << 20),
+                                            (279, 8 << 20)])
+def test_maximum_caplen_follows_the_link_type_like_libpcap(tmp_path, linktype, limit):
+    """libpcap's max_snaplen_for_dlt: D-Bus, USBPcap and EBHSCR frames may be longer."""
+    body = pcap_header(snaplen=0, linktype=linktype) + pcap_rec(1, 0, b"a" * 20)
+    longest = min(limit, 8 << 20)  # a whole 128 MiB D-Bus record would only slow the test down
+    p = write(tmp_path, "ok.pcap", body + pcap_rec(2, 0, b"L" * longest))
+    pkts, stats = read_all([p])
+    assert [len(x[2]) for x in pkts] == [20, longest] and not stats
+    p = write(tmp_path, "bad.pcap", body + struct.pack("<IIII", 2, 0, limit + 1, limit + 1)
+              + b"L" * 100)
+    got, err = read_until_error([p])
+    assert len(got) == 1 and err.offset == len(body)
+    assert err.reason == (f"invalid packet capture length {limit + 1}, bigger than maximum of "
+                          f"{limit}")
+
+
+def test_sane_length_running_past_eof_is_truncation(tmp_path):
+    """A caplen libpcap accepts whose body the file does not hold: the capture was cut."""
+    p = write(tmp_path, "t.pcap", pcap_file(GOOD) + struct.pack("<IIII", 1, 0, 262144, 0)
+              + b"\0" * 600)
     pkts, stats = read_all([p])
     assert len(pkts) == 5 and stats["truncated_final_record"] == 1
 
@@ -396,8 +448,12 @@ def test_gzip_corrupt_mid_file_via_stream_path(tmp_path):
     data = body + struct.pack("<IIII", 1, 0, 300000, 60) + b"\0" * 300100
     got, err = read_until_error([write(tmp_path, "c.pcap.gz", gzip.compress(data))])
     assert len(got) == 5 and err.offset == len(body)
+    # a refused length near the end is damage too, not truncation (issue 12, item 2)
     z = gzip.compress(body + struct.pack("<IIII", 1, 0, 300000, 60) + b"\0" * 100)
-    pkts, stats = read_all([write(tmp_path, "t.pcap.gz", z)])
+    got, err = read_until_error([write(tmp_path, "t.pcap.gz", z)])
+    assert len(got) == 5 and err.offset == len(body)
+    z = gzip.compress(body + struct.pack("<IIII", 1, 0, 3000, 60) + b"\0" * 100)
+    pkts, stats = read_all([write(tmp_path, "cut.pcap.gz", z)])
     assert len(pkts) == 5 and stats["truncated_final_record"] == 1
 
 
@@ -446,6 +502,8 @@ def test_stdin_errors_and_truncation():
     assert len(r["pkts"]) == 5 and r["stats"] == {"truncated_final_record": 1}
     body = pcap_file(GOOD)
     r = run_stdin(body + struct.pack("<IIII", 1, 0, 300000, 60) + b"\0" * 300100)
+    assert len(r["pkts"]) == 5 and r["err"][:2] == ["<stdin>", len(body)]
+    r = run_stdin(body + struct.pack("<IIII", 1, 0, 0xFFFFFFFF, 60) + b"\0" * 10)
     assert len(r["pkts"]) == 5 and r["err"][:2] == ["<stdin>", len(body)]
 
 
@@ -608,11 +666,41 @@ def test_pcapng_truncated_final_block(tmp_path, cut):
     assert len(pkts) == 1 and stats["truncated_final_record"] == 1
 
 
-def test_pcapng_bogus_length_running_past_eof_is_truncation(tmp_path):
+@pytest.mark.parametrize("btype", [6, 3, 1, 0x1234])
+def test_pcapng_refused_block_length_running_past_eof_is_an_error(tmp_path, btype):
+    """Like a pcap caplen: a block length libpcap refuses is damage wherever it stands."""
+    head = shb("<") + idb("<") + epb("<", 0, 0, b"1" * 20)
+    data = head + struct.pack("<II", btype, 0x7FFFFFFC) + b"\0" * 50
+    got, err = read_until_error([write(tmp_path, "t.pcapng", data)])
+    assert len(got) == 1 and err.offset == len(head)
+    assert err.reason == "block length 2147483644 is bigger than maximum 16777216"
+
+
+def test_pcapng_sane_block_length_running_past_eof_is_truncation(tmp_path):
     data = (shb("<") + idb("<") + epb("<", 0, 0, b"1" * 20)
-            + struct.pack("<II", 6, 0x7FFFFFFC) + b"\0" * 50)
+            + struct.pack("<II", 6, 16 << 20) + b"\0" * 50)
     pkts, stats = read_all([write(tmp_path, "t.pcapng", data)])
     assert len(pkts) == 1 and stats["truncated_final_record"] == 1
+
+
+def test_pcapng_dbus_interface_allows_longer_blocks_and_packets(tmp_path):
+    """libpcap raises the block limit for a link type with a bigger maximum snaplen."""
+    big = b"D" * (17 << 20)  # over 16 MiB: refused on Ethernet, a D-Bus message may be that long
+    data = shb("<") + idb("<", 231) + epb("<", 0, 0, big)
+    pkts, _ = read_all([write(tmp_path, "d.pcapng", data)])
+    assert len(pkts) == 1 and pkts[0][2] == big
+    head = shb("<") + idb("<", 1)
+    got, err = read_until_error([write(tmp_path, "e.pcapng", head + epb("<", 0, 0, big))])
+    assert got == [] and err.offset == len(head) and "bigger than maximum 16777216" in err.reason
+
+
+def test_pcapng_epb_caplen_over_the_maximum(tmp_path):
+    """An EPB of a sane block size whose caplen libpcap would refuse for its link type."""
+    head = shb("<") + idb("<") + epb("<", 0, 0, b"1" * 20)
+    bad = epb("<", 0, 0, b"x" * 300000)
+    got, err = read_until_error([write(tmp_path, "c.pcapng", head + bad + epb("<", 0, 0, b"2"))])
+    assert len(got) == 1 and err.offset == len(head)
+    assert err.reason == "invalid packet capture length 300000, bigger than maximum of 262144"
 
 
 def test_pcapng_bad_section_header(tmp_path):
@@ -623,3 +711,120 @@ def test_pcapng_bad_section_header(tmp_path):
     v2 = block("<", 0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 2, 0, -1))
     _, err = read_until_error([write(tmp_path, "v2.pcapng", v2)])
     assert err.reason == "unsupported pcapng savefile version 2.0"
+
+
+# ---------------------------------------------------------------------------------------------
+# a damaged record in a real capture, through the real command line (issue 12, item 2)
+
+KXUN = CORPUS / "big" / "ndpi_1kxun.pcap"  # 1,723 packets, little-endian, snaplen 262144
+
+
+def record_offsets(data: bytes) -> list[int]:
+    """Where each record header of a little-endian classic pcap starts."""
+    pos, out = 24, []
+    while pos + 16 <= len(data):
+        out.append(pos)
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    return out
+
+
+def as_pcapng(data: bytes) -> tuple[bytes, list[int]]:
+    """The same packets as a pcapng file (one Ethernet interface), and where each EPB starts."""
+    out, offsets = [shb("<") + idb("<")], []
+    size = len(out[0])
+    for pos in record_offsets(data):
+        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", data, pos)
+        b = epb("<", 0, sec * 1_000_000 + usec, data[pos + 16:pos + 16 + caplen], wirelen)
+        offsets.append(size)
+        out.append(b)
+        size += len(b)
+    return b"".join(out), offsets
+
+
+def sniffer_read(src, out: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sniffer", "read", str(src), "--format", "zeek",
+                           "-o", str(out)], cwd=ROOT, capture_output=True, input=stdin,
+                          timeout=300)
+
+
+def conn_rows(path: Path) -> list[str]:
+    text = path.read_text()
+    assert text.rstrip("\n").splitlines()[-1].startswith("#close\t")  # a complete log
+    return [ln for ln in text.splitlines() if not ln.startswith("#")]
+
+
+def rows_of_cut(tmp_path: Path, data: bytes) -> list[str]:
+    """conn.log rows of `data` (a file cut just before the damaged record), read cleanly."""
+    cut, out = write(tmp_path, "cut.pcap", data), tmp_path / "cut.log"
+    proc = sniffer_read(cut, out)
+    assert proc.returncode == 0, proc.stderr
+    assert all(ln.startswith(("sniffer: note: ", "sniffer: warning: "))  # its bad checksums
+               for ln in proc.stderr.decode().splitlines()), proc.stderr
+    return conn_rows(out)
+
+
+@pytest.mark.parametrize("where", ["middle", "near-end", "last"])
+@pytest.mark.parametrize("caplen", [0xFFFFFFFF, 300000])
+def test_cli_damaged_record_header_is_an_error_not_the_end(tmp_path, where, caplen):
+    """A record header claiming a caplen libpcap refuses: exit 2, one line naming the file and
+    the record's offset, and conn.log holds the connections of the packets before it -- the
+    same rows as reading the file cut at that record. Before the fix, exit 0 and only a note."""
+    data = KXUN.read_bytes()
+    offsets = record_offsets(data)
+    assert len(offsets) == 1723
+    at = {"middle": offsets[len(offsets) // 2], "near-end": offsets[-3],
+          "last": offsets[-1]}[where]
+    damaged = bytearray(data)
+    struct.pack_into("<I", damaged, at + 8, caplen)
+    bad, out = write(tmp_path, "damaged.pcap", bytes(damaged)), tmp_path / "out.log"
+    proc = sniffer_read(bad, out)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == (f"sniffer: {bad}: offset {at}: invalid packet capture length "
+                                    f"{caplen}, bigger than maximum of 262144\n")
+    want = rows_of_cut(tmp_path, data[:at])
+    assert len(want) > 40 and conn_rows(out) == want
+
+
+@pytest.mark.parametrize("how", ["stdin", "gzip", "gzip-stdin"])
+def test_cli_damaged_record_on_stdin_and_gzip(tmp_path, how):
+    data = KXUN.read_bytes()
+    at = record_offsets(data)[-2]  # near the end: the claimed body would run past EOF
+    damaged = bytearray(data)
+    struct.pack_into("<I", damaged, at + 8, 0xFFFFFFFF)
+    payload = gzip.compress(bytes(damaged)) if how.startswith("gzip") else bytes(damaged)
+    out = tmp_path / "out.log"
+    if how == "gzip":
+        src = write(tmp_path, "damaged.pcap.gz", payload)
+        proc = sniffer_read(src, out)
+    else:
+        src = "<stdin>"
+        proc = sniffer_read("-", out, stdin=payload)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == (f"sniffer: {src}: offset {at}: invalid packet capture length "
+                                    "4294967295, bigger than maximum of 262144\n")
+    assert conn_rows(out) == rows_of_cut(tmp_path, data[:at])
+
+
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_cli_pcapng_refused_block_length_vs_truncated_final_block(tmp_path, where):
+    """pcapng: an EPB whose block length libpcap refuses is an error wherever it stands; an EPB
+    of a sane length cut by the end of the file is the truncated last block (a note, exit 0)."""
+    data = KXUN.read_bytes()
+    png, offsets = as_pcapng(data)
+    at = offsets[len(offsets) // 2] if where == "middle" else offsets[-1]
+    want = rows_of_cut(tmp_path, data[:record_offsets(data)[offsets.index(at)]])
+    damaged = bytearray(png)
+    struct.pack_into("<I", damaged, at + 4, 0x7FFFFFFC)
+    bad, out = write(tmp_path, "damaged.pcapng", bytes(damaged)), tmp_path / "out.log"
+    proc = sniffer_read(bad, out)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == (f"sniffer: {bad}: offset {at}: block length 2147483644 is "
+                                    "bigger than maximum 16777216\n")
+    assert conn_rows(out) == want
+    if where == "last":
+        cut = write(tmp_path, "cut.pcapng", png[:at + 40])  # the last EPB cut short
+        proc = sniffer_read(cut, out)
+        assert proc.returncode == 0
+        note = proc.stderr.decode().splitlines()[0]
+        assert note.startswith("sniffer: note: ") and "truncated_final_record=1" in note
+        assert conn_rows(out) == want

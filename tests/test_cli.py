@@ -9,7 +9,7 @@ import struct
 import subprocess
 import sys
 
-from pcapkit import ROOT, run
+from pcapkit import CORPUS, ROOT, run
 from scapy.utils import rdpcap, wrpcap
 
 DEMO = ROOT / "pcaps" / "demo.pcap"
@@ -131,7 +131,7 @@ def test_table_summary(tmp_path):
 
 
 def test_head_closing_the_pipe_ends_quietly():
-    big = ROOT.parent / "shared" / "corpus" / "big" / "zeek_echo-connections.pcap.gz"
+    big = CORPUS / "big" / "zeek_echo-connections.pcap.gz"
     cmd = f"{sys.executable} -m sniffer read {big} --format zeek | head -3"
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True,
                           timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "0"})

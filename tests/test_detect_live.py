@@ -257,6 +257,75 @@ def test_own_address_arriving_on_the_wire(tmp_path):
     assert not of_kind(alerts, "unattributed-connection"), show(alerts)
 
 
+def test_own_address_to_itself_with_other_ports(tmp_path):
+    """B forges UDP from A's address to A's address, ports 4444 -> 5555 (LAND with different
+    ports; issue 12, item 10): A's kernel drops it (IP_LOCAL_SOURCE), the sniffer on `va`
+    reports both `land` (addresses only, as Snort/Suricata `sameip`) and
+    `local-source-from-wire`, each naming the forged packet's connection."""
+    pytest.importorskip("scapy")
+    alerts_file = tmp_path / "alerts.jsonl"
+    with pair() as (a, b):
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            proc = b.run(PYTHON, "-c", SPOOF, "vb", b.mac("vb"), a.mac("va"), A4, A4,
+                         "4444", "5555", timeout=30, check=False)
+            assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+            time.sleep(0.5)
+            snf.stop()
+        recs, alerts = snf.records(), alerts_of(snf, alerts_file)
+    rec = one_conn(recs, "udp", A4, 5555, A4, 4444)
+    assert rec.get("orig_pkts") == 3 and not rec.get("resp_pkts"), show([rec])
+    land, local = of_kind(alerts, "land"), of_kind(alerts, "local-source-from-wire")
+    assert len(land) == 1 and len(local) == 1, f"alerts:\n{show(alerts)}"
+    for alert in land + local:
+        assert alert["proto"] == "udp" and alert["severity"] == "high", show([alert])
+        assert_names(alert, rec, A4, 4444, A4, 5555)
+        assert alert["evidence"].get("repeats") == 2, show([alert])
+    assert land[0]["evidence"]["same_port"] is False, show(land)
+    assert local[0]["evidence"]["local_addr"] == A4 and local[0]["evidence"]["pkttype"] == 0, \
+        show(local)
+    assert not of_kind(alerts, "unattributed-connection"), show(alerts)
+
+
+SCANNER = r'''
+set_name("snf-scan")
+refused = 0
+for port in range(FIRST, FIRST + N):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect((DST, port))
+    except ConnectionRefusedError:
+        refused += 1
+    finally:
+        s.close()
+ready(refused=refused)
+'''
+
+
+def test_port_scan_counts_every_port(tmp_path):
+    """B connect()s to 60 closed ports of A (each refused: REJ): one port-scan alert whose
+    count is the whole scan's 60 ports, not the threshold of 15 it crossed (issue 12, item
+    14); written when the capture stops, so the count is final."""
+    alerts_file = tmp_path / "alerts.jsonl"
+    first, n = 7000, 60
+    with pair() as (a, b):
+        with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
+            scan = b.spawn(f"DST, FIRST, N = {A4!r}, {first}, {n}\n" + SCANNER)
+            time.sleep(0.5)
+            snf.stop()
+        recs, alerts = snf.records(), alerts_of(snf, alerts_file)
+    assert scan["refused"] == n
+    refused = [r for r in recs if r.get("proto") == "tcp" and r.get("id.orig_h") == B4
+               and first <= r.get("id.resp_p", 0) < first + n]
+    assert len(refused) == n and {r["conn_state"] for r in refused} == {"REJ"}, show(refused)
+    (scan_alert,) = of_kind(alerts, "port-scan")
+    ev = scan_alert["evidence"]
+    assert (scan_alert["src"], scan_alert["dst"], ev["scan"]) == (B4, A4, "vertical")
+    assert (ev["distinct"], ev["attempts"], ev["threshold"], ev["final"]) == (n, n, 15, True)
+    assert scan_alert["summary"] == f"{B4} probed {n} TCP ports of {A4} without a connection"
+    assert ev["sample_ports"] == list(range(first, first + 20))
+
+
 def test_normal_exchange_raises_no_tcp_alert(tmp_path):
     """Negative control: 256 KiB echoed over IPv4 and IPv6, and a short exchange each way."""
     alerts_file = tmp_path / "alerts.jsonl"

@@ -36,6 +36,25 @@ def test_alert_record_shape_and_land():
     assert conn["uid"] == a["uid"] and conn["community_id"] == a["community_id"]
 
 
+def test_land_with_different_ports_from_the_wire():
+    """Our address to itself, other ports, arriving from the wire (issue 12, item 10): `land`
+    (Snort/Suricata `sameip`: addresses only) and `local-source-from-wire`, both naming the
+    connection; another host's address to itself is `land` alone."""
+    found, records = result("land-other-ports")
+    ours = sorted((a for a in found if a["src"] == "10.0.0.9"), key=lambda a: a["kind"])
+    assert kinds(ours) == ["land", "local-source-from-wire"], found
+    (rec,) = [r for r in records if r["id.orig_h"] == "10.0.0.9"]
+    for a in ours:
+        assert (a["proto"], a["src"], a["sport"], a["dst"], a["dport"]) == \
+            ("udp", "10.0.0.9", 4444, "10.0.0.9", 5555), a
+        assert a["severity"] == "high" and a["uid"] == rec["uid"], (a, rec)
+        assert a["community_id"] == rec["community_id"], (a, rec)
+    land = ours[0]
+    assert land["evidence"]["same_port"] is False and "port 4444 to 5555" in land["summary"]
+    other = [a for a in found if a["src"] == "10.0.0.5"]
+    assert [(a["kind"], a["sport"], a["dport"]) for a in other] == [("land", 40000, 80)]
+
+
 def test_bogon_sources():
     found = result("bogon-sources")[0]
     ranges = {a["src"]: (a["evidence"]["range"], a["severity"]) for a in found}
@@ -150,7 +169,11 @@ def test_port_scan_vertical_and_horizontal():
                     else None) for a in found if a["kind"] == "port-scan")
     assert scans == [("horizontal", None), ("vertical", "10.0.0.1")]
     vertical = next(a for a in found if a["evidence"].get("scan") == "vertical")
-    assert vertical["src"] == "10.9.9.9" and vertical["evidence"]["distinct"] == 15
+    # The count is the whole scan's (40 ports), not the threshold it crossed (15).
+    ev = vertical["evidence"]
+    assert vertical["src"] == "10.9.9.9" and (ev["distinct"], ev["threshold"]) == (40, 15)
+    assert ev["final"] is True and ev["attempts"] == 40
+    assert vertical["summary"] == "10.9.9.9 probed 40 TCP ports of 10.0.0.1 without a connection"
     assert set(kinds(found)) == {"port-scan"}
 
 
@@ -158,7 +181,100 @@ def test_udp_port_scan():
     (scan,) = [a for a in result("udp-port-scan")[0] if a["kind"] == "port-scan"]
     assert (scan["proto"], scan["src"], scan["dst"], scan["evidence"]["scan"]) == \
         ("udp", "10.9.9.9", "10.0.0.1", "vertical"), scan
-    assert scan["evidence"]["distinct"] == 15 and "UDP ports" in scan["summary"]
+    assert scan["evidence"]["distinct"] == 40 and "probed 40 UDP ports" in scan["summary"]
+
+
+FAILED = {"S0", "REJ", "RSTO", "RSTOS0", "RSTR", "RSTRH", "SH", "SHR"}
+
+
+def test_port_scan_reports_the_whole_scan(tmp_path):
+    """nDPI's nmap SYN scan (2,011 packets: ~2,000 probes of 1,000 ports of one host, two
+    source ports; issue 12 item 14): one alert whose count is every port that failed, as the
+    conn records show, with the attempts; not the threshold it crossed."""
+    pcap = CORPUS / "big" / "ndpi_synscan.pcap"
+    out, conn = tmp_path / "alerts.json", tmp_path / "conn.json"
+    run(["read", pcap, "--format", "json", "-o", conn, "--alerts", out])
+    records = [json.loads(line) for line in conn.read_text().splitlines()]
+    failed = [r for r in records if r["proto"] == "tcp" and r["conn_state"] in FAILED
+              and "A" not in r["history"] and "D" not in r["history"].upper()]
+    (scan,) = [json.loads(line) for line in out.read_text().splitlines()]
+    (src,), (dst,) = {r["id.orig_h"] for r in failed}, {r["id.resp_h"] for r in failed}
+    ports = {r["id.resp_p"] for r in failed}
+    ev = scan["evidence"]
+    assert (scan["kind"], scan["src"], scan["dst"]) == ("port-scan", src, dst)
+    assert (ev["distinct"], ev["attempts"], ev["final"]) == (len(ports), len(failed), True), ev
+    assert len(ports) > 15 * 10 and len(failed) > len(ports), (len(ports), len(failed))
+    assert scan["summary"] == (f"{src} probed {len(ports)} TCP ports of {dst} without a "
+                               f"connection ({len(failed)} failed attempts)")
+
+
+def _scan_records(src: str, dst: str, ports, t0: float) -> list:
+    from sniffer.flows.conn import Conn
+    return [Conn(t0 + i * 0.01, f"C{port}", src, 40000, dst, port, "tcp", 6, conn_state="REJ",
+                 history="Sr", orig_pkts=1, resp_pkts=1) for i, port in enumerate(ports)]
+
+
+def test_port_scan_alert_grows_while_it_is_held_and_after_it_is_written(tmp_path):
+    """The engine as `live` drives it: the alert is held while the scan grows (each new port
+    is a repeat), written once settled with "at least N"; ports after that start a new line
+    with the count so far, and the line written at the end of the run has the final count."""
+    from sniffer.config import Settings
+    from sniffer.detect.engine import Detectors
+    from sniffer.output.alerts import AlertFile
+    det = Detectors(Settings(), modules=["sniffer.detect.port_scan"])
+    path = tmp_path / "alerts.json"
+    det.file = AlertFile(str(path), "json")
+    src, dst = "10.9.9.9", "10.0.0.1"
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    for r in _scan_records(src, dst, range(1, 21), 1000.0):  # 20 ports: crosses 15
+        det.finished(r)
+    det.write_settled(1000.5)  # still growing half a second ago: held
+    assert lines() == []
+    det.write_settled(1003.0)  # quiet for 2 s: written
+    (first,) = lines()
+    assert first["evidence"]["distinct"] == 20 and first["evidence"]["final"] is False
+    assert first["summary"] == f"{src} probed at least 20 TCP ports of {dst} without a connection"
+    assert first["evidence"]["repeats"] == 5  # ports 16..20 grew it
+    for r in _scan_records(src, dst, range(21, 31), 1010.0):  # the scan goes on
+        det.finished(r)
+    for r in _scan_records(src, dst, range(25, 31), 1011.0):  # probed again: no new port
+        det.finished(r)
+    det.close()
+    second = lines()[1]
+    ev = second["evidence"]
+    assert (ev["distinct"], ev["attempts"], ev["final"]) == (30, 36, True), second
+    assert second["summary"] == (f"{src} probed 30 TCP ports of {dst} without a connection "
+                                 "(36 failed attempts)")
+
+
+def test_syn_flood_silent_when_every_handshake_completes(tmp_path):
+    """Zeek's echo-connections benchmark trace: 500 loopback connections, every one SF, but
+    the server's listen queue overflowed and ~150 SYNs waited up to 3 s for their retries;
+    no handshake failed, so no syn-flood (issue 12 item 14)."""
+    pcap = CORPUS / "big" / "zeek_echo-connections.pcap.gz"
+    out, conn = tmp_path / "alerts.json", tmp_path / "conn.json"
+    run(["read", pcap, "--format", "json", "-o", conn, "--alerts", out])
+    records = [json.loads(line) for line in conn.read_text().splitlines()]
+    assert len(records) == 500 and {r["conn_state"] for r in records} == {"SF"}
+    assert [json.loads(line)["kind"] for line in out.read_text().splitlines()] == []
+
+
+def test_syn_flood_decided_once_the_attempts_have_waited(tmp_path):
+    """The 150-SYN flood, then 7 s later another packet: the attempts failed when the attempt
+    delay (5 s) passed unanswered, while the capture still runs (as `live` decides them);
+    the alert is dated by the SYN that crossed the threshold and names its frame."""
+    from scenarios import BY_NAME, read_capture
+    from scapy.layers.inet import TCP
+    pkts = BY_NAME["syn-flood"].build()
+    later = Ether(**ETH) / IP(src="10.0.0.50", dst="10.0.0.60") / TCP(sport=1, dport=2, flags="S")
+    later.time = pkts[-1].time + 7
+    found = read_capture(write(tmp_path, pkts + [later], "late.pcap"), tmp_path)[0]
+    (flood,) = [a for a in found if a["kind"] == "syn-flood"]
+    assert flood["evidence"]["half_open"] == 101 and flood["evidence"]["packet"] == 101
+    assert flood["ts"] == pytest.approx(float(pkts[100].time))
 
 
 def test_backscatter_synacks():

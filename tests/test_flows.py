@@ -236,3 +236,40 @@ def test_inactivity_timeout_splits_connection(tmp_path):
     s.send(True, "PA", b"y" * 10, dt=300.5)
     rows = conns(tmp_path, s.pkts)
     assert len(rows) == 2
+
+
+def test_icmpv6_is_named_the_same_everywhere(tmp_path):
+    """IP protocol 58 (ICMPv6) has one name in every output (issue 12, item 18): the conn
+    record (JSON and Zeek), the alert about the same packet (JSON and notice.log) say "icmp",
+    as Zeek's conn.log does (`ip_proto` 58 tells it from ICMP), and both carry the same
+    Community ID. The packet: an ICMPv6 echo request from an address to itself on the wire
+    (`land`), and its reply."""
+    import json
+
+    from pcapkit import run, write
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+
+    addr = "2001:db8::5"
+    pkts = [Ether(**ETH) / IPv6(src=addr, dst=addr) / ICMPv6EchoRequest(id=7, seq=1),
+            Ether(**ETH) / IPv6(src=addr, dst=addr) / ICMPv6EchoReply(id=7, seq=1)]
+    for i, p in enumerate(pkts):
+        p.time = 1000 + i * 0.01
+    pcap = write(tmp_path, pkts, "icmp6.pcap")
+    conn_json, alerts_json = tmp_path / "conn.json", tmp_path / "alerts.json"
+    conn_log, notice_log = tmp_path / "conn.log", tmp_path / "notice.log"
+    run(["read", pcap, "--format", "json", "-o", conn_json, "--alerts", alerts_json])
+    run(["read", pcap, "--format", "zeek", "-o", conn_log, "--alerts", notice_log,
+         "--alerts-format", "zeek"])
+    rec = one([json.loads(line) for line in conn_json.read_text().splitlines()])
+    assert (rec["proto"], rec["ip_proto"]) == ("icmp", 58), rec
+    (alert,) = [json.loads(line) for line in alerts_json.read_text().splitlines()]
+    assert alert["kind"] == "land" and alert["proto"] == rec["proto"], (alert, rec)
+    assert alert["community_id"] == rec["community_id"], (alert, rec)
+
+    def column(log, name) -> list[str]:
+        lines = log.read_text().splitlines()
+        fields = next(ln for ln in lines if ln.startswith("#fields")).split("\t")[1:]
+        return [ln.split("\t")[fields.index(name)] for ln in lines if not ln.startswith("#")]
+
+    assert column(conn_log, "proto") == ["icmp"] and column(notice_log, "proto") == ["icmp"]
+    assert column(conn_log, "community_id") == [rec["community_id"]]

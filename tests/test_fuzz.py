@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REGRESSIONS = sorted((ROOT / "tests" / "data" / "fuzz").glob("*.pcapng"))
 
 
+@pytest.mark.slow  # a minute of fuzzing
 def test_fuzz_bounded(robustness_report):
     seconds = float(os.environ.get("SNIFFER_FUZZ_SECONDS", "60"))
     proc = subprocess.run([sys.executable, str(ROOT / "fuzz" / "run.py"), "--seconds",

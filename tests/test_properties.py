@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sniffer.capture import open_capture, read_file
-from sniffer.capture.pcap import MAX_SNAPLEN
-from sniffer.capture.pcapng import MAX_BLOCK
+from sniffer.capture.pcap import MAX_SNAPLEN, max_snaplen_for_dlt
+from sniffer.capture.pcapng import max_block_for
 from sniffer.config import Settings
 from sniffer.decode import LINKTYPES, Decoder
 from sniffer.detect.engine import Detectors
@@ -103,7 +103,10 @@ def check_packets(packets: list, file_size: int) -> None:
         ts, linktype, data, wirelen = pkt[:4]
         assert isinstance(ts, float) and math.isfinite(ts)
         assert isinstance(linktype, int) and 0 <= linktype <= 0xFFFF
-        assert isinstance(data, bytes) and len(data) <= min(MAX_SNAPLEN, MAX_BLOCK)
+        # libpcap's longest packet for the link type (262144 bytes but for D-Bus, USBPcap
+        # and EBHSCR), never more than a pcapng block can hold
+        assert isinstance(data, bytes) and len(data) <= min(max_snaplen_for_dlt(linktype),
+                                                            max_block_for(linktype))
         assert len(data) <= file_size
         assert isinstance(wirelen, int) and wirelen >= 0
 

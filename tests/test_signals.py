@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import netnskit
-from pcapkit import ROOT
+from pcapkit import CORPUS, ROOT
 from zeeklog import parse_text
 
-ECHO = ROOT.parent / "shared" / "corpus" / "big" / "zeek_echo-connections.pcap.gz"
+ECHO = CORPUS / "big" / "zeek_echo-connections.pcap.gz"
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,7 @@ def check_log(text: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # `big`: 300,000 generated packets
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_mid_run_flushes_every_connection(big, full, tmp_path, sig):
@@ -75,6 +76,7 @@ def test_signal_mid_run_flushes_every_connection(big, full, tmp_path, sig):
             (f["ts"], f["id.orig_h"], f["id.orig_p"], f["id.resp_h"], f["id.resp_p"])
 
 
+@pytest.mark.slow
 def test_sigterm_stops_every_worker(big, tmp_path):
     out = tmp_path / "conn.log"
     p = sniffer("read", "--workers", "2", "--format", "zeek", "-o", out, big)
@@ -90,6 +92,7 @@ def test_sigterm_stops_every_worker(big, tmp_path):
     assert not orphans, f"workers left running: {orphans}"
 
 
+@pytest.mark.slow
 def test_sigterm_while_waiting_on_a_pipe(big, tmp_path):
     """`tcpdump -w - | sniffer read -`: killed while blocked on input, it still writes."""
     out = tmp_path / "conn.log"
@@ -147,7 +150,7 @@ def test_full_disk_through_stdout_and_for_the_weird_log(small_disk):
 
     # a weird.log that fills the disk: the run stops with one line, the log ends whole
     weird = small_disk / "weird.log"
-    trace = ROOT.parent / "shared" / "corpus" / "zeek" / "gtp-different-dl-ul" / "trace.pcap"
+    trace = CORPUS / "zeek" / "gtp-different-dl-ul" / "trace.pcap"
     room = 6000  # one 4 kB page of tmpfs: the header fits, the trace's ~50 anomalies do not
     with open(small_disk / "filler", "wb") as f:
         f.write(b"x" * (os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize

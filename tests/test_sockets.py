@@ -903,6 +903,53 @@ def test_unprivileged_run_says_what_it_cannot_see(netns):
     assert {o["owner"] for o in objs if o["state"] == "TIME-WAIT"} == {"time-wait"}
 
 
+# A root process holding a listener made under nobody's uid (as PID 1 holds the listeners of
+# socket-activated services): the socket's uid is the unprivileged reader's own, the process's
+# /proc/PID/fd is not readable to it.
+ROOT_HOLDS_NOBODYS = ("os.seteuid(65534); s = socket.socket(); os.seteuid(0)\n"
+                      "s.bind(('127.0.0.1', 0)); s.listen(); set_name('snf-rootd')\n"
+                      "ready(l=desc(s))")
+
+
+def test_unreadable_holder_is_unknown_not_kernel(netns):
+    """Issue 12 item 8: a listener held by a process whose /proc/PID/fd cannot be read is
+    `unknown` (docs/sockets.md), never `- (kernel)`, whatever the socket's uid; the note on
+    stderr names the unreadable processes."""
+    h = netns.spawn(ROOT_HOLDS_NOBODYS)
+    port = h["l"]["local"][1]
+    assert procs(find(sockets_json("-tl", ns=netns), "tcp", "127.0.0.1", port)) == \
+        [(h.pid, "snf-rootd", h["l"]["fd"])]  # root sees the holder
+    r = sniffer("-tl", "--json", ns=netns, user=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    objs = json_lines(r.stdout)
+    for o in objs:
+        check_schema(o)
+    o = find(objs, "tcp", "127.0.0.1", port, state="LISTEN")
+    assert o["uid"] == 65534 and o["user"] == "nobody", o
+    assert o["owner"] == "unknown" and o["processes"] == [], o
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and re.search(r"/proc/\d+/fd \(", err[0]), r.stderr  # which ones
+    assert "owner unknown" in err[0] and "permission denied" in err[0], err[0]
+    text = sniffer("-tlp", "-n", ns=netns, user=True)
+    line = [ln for ln in text.stdout.splitlines() if f"127.0.0.1:{port} " in ln]
+    assert len(line) == 1 and "kernel" not in line[0], text.stdout
+
+
+def test_hidepid_hides_holders_owner_unknown(netns):
+    """With /proc mounted hidepid=invisible, other users' processes are not even listed (no
+    permission error to count): their sockets are still `unknown`, and the note says why."""
+    root, _ = zoo(netns)
+    port = root["l4"]["local"][1]
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount -t proc -o hidepid=invisible proc /proc && exec "$@"', "sh",
+            *unprivileged([PYTHON, "-m", "sniffer", "sockets", "-tl", "--json"])]
+    r = netns.run(*argv, check=False, cwd=ROOT)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    o = find(json_lines(r.stdout), "tcp", "127.0.0.1", port, state="LISTEN")
+    assert o["owner"] == "unknown" and o["processes"] == [], o
+    assert "hidepid=invisible" in r.stderr and "owner unknown" in r.stderr, r.stderr
+
+
 # --------------------------------------------------------------------------- people's views
 
 def test_rich_table_on_a_terminal_and_literal_names(netns):
@@ -995,6 +1042,7 @@ sys.stdin.read()
                     time.sleep(0.05)
 
 
+@pytest.mark.slow  # floods the watcher for half a minute
 def test_watch_overflow_is_reported_and_recovered(netns):
     """With a tiny event buffer the kernel drops destroy events: sniffer says so (`resync`),
     re-dumps, and keeps watching.
@@ -1029,3 +1077,117 @@ def test_watch_overflow_is_reported_and_recovered(netns):
     events = Counter(json.loads(line)["event"] for line in lines if line.strip())
     assert w.returncode in (0, 130) and "Traceback" not in err, err
     assert events["resync"] >= 1 and events["destroy"] >= 1, events
+    assert_documented([json.loads(line) for line in lines if line.strip()])
+
+
+def _watcher(*args) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    """A real `sniffer sockets --watch ARGS`, its stdout collected line by line."""
+    w = subprocess.Popen([PYTHON, "-m", "sniffer", "sockets", "--watch", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(w.stdout), daemon=True)
+    reader.start()
+    return w, lines, reader
+
+
+def _wait_for(lines: list[str], pred, what: str, timeout: float = 20, about: str = "netns-"
+              ) -> None:
+    """Until a line matches. Each line is looked at once: rescanning every line each time
+    would hold the GIL from the reader threads while other namespaces' events pour in, the
+    watchers' pipes would fill, and the watchers would block on writing."""
+    deadline = time.monotonic() + timeout
+    i = 0
+    while time.monotonic() < deadline:
+        n = len(lines)
+        while i < n:
+            if pred(lines[i]):
+                return
+            i += 1
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {timeout} s; got:\n"
+                         + "".join([ln for ln in lines if about in ln or "watching" in ln][-40:]))
+
+
+TEXT_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+
+
+def documented_keys() -> set[str]:
+    """Every key named in the first column of a table in docs/sockets-json.md."""
+    keys = set()
+    for line in (ROOT / "docs" / "sockets-json.md").read_text().splitlines():
+        if line.startswith("| "):
+            keys |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    return keys
+
+
+def assert_documented(events: list[dict]) -> None:
+    """docs/sockets-json.md names the exact --watch schema: every key emitted is in it."""
+    emitted = set().union(*map(set, events))
+    missing = emitted - documented_keys()
+    assert not missing, f"keys emitted by --watch but not in docs/sockets-json.md: {missing}"
+
+
+def test_all_netns_watch_follows_new_and_deleted_namespaces():
+    """Issue 12 item 9: `--watch --all-netns` started first, a namespace created after it: it
+    is announced (`netns-new`), its sockets' open and destroy events come, its deletion is
+    announced (`netns-gone`); every event has a time (JSON `ts`, text: date and time)."""
+    t0 = time.time()
+    jw, jlines, jreader = _watcher("--all-netns", "--json", "-t", "--interval", "0.2")
+    tw, tlines, treader = _watcher("--all-netns", "-t", "-n", "--interval", "0.2")
+    ns = NetNS()
+    ns.visitors = {jw.pid, tw.pid}
+    try:
+        for w, lines in ((jw, jlines), (tw, tlines)):
+            try:
+                _wait_for(lines, lambda ln: "watching" in ln, "watching line")
+            except AssertionError:
+                raise AssertionError(f"watcher status {w.poll()}: {w.stderr.read()}") from None
+        ns.create()
+        h = ns.spawn("set_name('snf-late')\n"
+                     "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n"
+                     "c = socket.create_connection(l.getsockname()); a, _ = l.accept()\n"
+                     "ready(l=desc(l), c=desc(c))")
+        port, inode = h["l"]["local"][1], ns.inode
+        mine = lambda ln, ev: f'"event":"{ev}"' in ln and f'"netns_inode":{inode}' in ln
+        _wait_for(jlines, lambda ln: mine(ln, "open") and f'"local_port":{port},' in ln
+                  and '"LISTEN"' in ln, "open event for the new namespace's listener")
+        _wait_for(tlines, lambda ln: "netns-new:" in ln and ns.name in ln, "netns-new line")
+        h.stop()  # the listener and the connection closed, in the new namespace
+        _wait_for(jlines, lambda ln: mine(ln, "destroy") and f'"local_port":{port},' in ln
+                  and '"LISTEN"' in ln, "destroy event of the listener", about=str(inode))
+        ns.close()
+        _wait_for(jlines, lambda ln: mine(ln, "netns-gone"), "netns-gone event")
+        _wait_for(tlines, lambda ln: "netns-gone:" in ln and ns.name in ln, "netns-gone line")
+    finally:
+        ns.close()
+        for w, reader in ((jw, jreader), (tw, treader)):
+            w.send_signal(signal.SIGINT)
+            w.wait(timeout=30)
+            reader.join(timeout=5)
+    t1 = time.time()
+    for w in (jw, tw):
+        err = w.stderr.read()
+        assert w.returncode in (0, 130) and "Traceback" not in err, err
+    events = [json.loads(ln) for ln in jlines]
+    for e in events:  # every event, of every namespace, is timed: epoch seconds, microseconds
+        assert isinstance(e.get("ts"), float) and t0 - 1 <= e["ts"] <= t1 + 1, e
+    ours = [e for e in events if e.get("netns_inode") == inode]
+    kinds = [e["event"] for e in ours]
+    assert kinds[0] == "netns-new" and kinds[-1] == "netns-gone", kinds
+    assert ours[0]["netns"] == ns.name and ours[-1]["netns"] == ns.name, ours
+    assert "open" in kinds and "destroy" in kinds, kinds
+    assert [e["ts"] for e in ours] == sorted(e["ts"] for e in ours), ours
+    assert_documented(events)
+    assert "bytes_acked" in set().union(*map(set, events)), "no TCP destroy counters seen"
+    assert all(e.get("user") != "" for e in events), "an empty user name: null means unknown"
+    listener = [e for e in ours if e["event"] == "destroy" and e["local_port"] == port
+                and e["state"] == "LISTEN"]
+    assert listener and [(p["pid"], p["name"]) for p in listener[0]["processes"]] == \
+        [(h.pid, "snf-late")], ours
+    for e in ours:  # a socket a dump saw: its record as `sockets --json` has it
+        if e["event"] == "destroy" and e["owner"] != "unknown":
+            check_schema(e)
+    # the text lines: each starts with its local date and time
+    assert tlines and all(TEXT_TIME.match(ln) for ln in tlines), tlines[:5]
+    text = [ln for ln in tlines if ns.name in ln]
+    assert "netns-new:" in text[0] and "netns-gone:" in text[-1], text

@@ -1,6 +1,6 @@
 """Suricata-verify reference cases: encapsulation, fragment and malformed-packet decoding.
 
-The corpus is read in place from ``<project>/../shared/corpus/suricata`` (never copied): one
+The corpus is read in place from ``<shared>/corpus/suricata`` (never copied): one
 folder per case with the pcap, Suricata's ``test.yaml`` (the events Suricata must produce) and
 the ``MANIFEST.tsv`` row describing it (``what_it_tests`` / ``expected_outputs``).
 
@@ -37,8 +37,10 @@ from pathlib import Path
 
 import pytest
 
+import sharedkit
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = PROJECT_ROOT.parent / "shared" / "corpus" / "suricata"
+CORPUS = sharedkit.CORPUS / "suricata"
 
 #: MANIFEST categories whose every case must have an entry in EXPECT
 ENCAP_CATEGORIES = frozenset({"encap-vlan", "encap-tunnel", "fragments", "ipv6-exthdr",

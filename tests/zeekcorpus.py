@@ -3,7 +3,8 @@
 Shared by the pytest acceptance test (``test_zeek_corpus.py`` + ``conftest.py``) and the
 developer's command-line report (``zeek_report.py``), so the loop exists once.
 
-The corpus is read in place from ``<project>/../shared/corpus/zeek`` (never copied).
+The corpus is read in place from ``<shared>/corpus/zeek`` (never copied; ``sharedkit.py`` says
+where ``<shared>`` is).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sharedkit
 import zeekcmp
 import zeeklog
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = PROJECT_ROOT.parent / "shared" / "corpus" / "zeek"
+CORPUS = sharedkit.CORPUS / "zeek"
 SCOPES = ("core", "encap")
 
 try:  # the command-line report does not need pytest
@@ -53,7 +55,7 @@ class Pair:
 
 def _require_corpus() -> None:
     if not (CORPUS / "MANIFEST.tsv").is_file():
-        raise FileNotFoundError(f"Zeek corpus not found: expected {CORPUS}/MANIFEST.tsv")
+        raise FileNotFoundError(sharedkit.missing() or f"Zeek corpus not found: {CORPUS}/MANIFEST.tsv")
 
 
 def load_manifest() -> list[dict[str, str]]:

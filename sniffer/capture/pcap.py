@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Callable, Iterator
 
-from sniffer.capture.source import CHUNK, Source, runs_past_eof
+from sniffer.capture.source import CHUNK, Source
 from sniffer.errors import BadInputError
 from sniffer.stats import Stats
 
@@ -19,8 +19,16 @@ Packet = tuple[float, int, bytes, int]
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 MAX_SNAPLEN = 262144  # libpcap MAXIMUM_SNAPLEN: longer records are corrupt, not packets
+# libpcap max_snaplen_for_dlt(): the link types whose frames may be longer (D-Bus messages,
+# Elektrobit EBHSCR, USBPcap); the LINKTYPE and DLT numbers are the same for these three.
+_BIG_SNAPLEN = {231: 128 * 1024 * 1024, 279: 8 * 1024 * 1024, 249: 1024 * 1024}
 _HEADER = 24
 _LT_RESERVED1 = 0x03FF0000  # libpcap LT_RESERVED1(); bits 26-31 are FCS info, ignored
+
+
+def max_snaplen_for_dlt(linktype: int) -> int:
+    """The longest record libpcap accepts for `linktype`: longer is a damaged file, anywhere."""
+    return _BIG_SNAPLEN.get(linktype, MAX_SNAPLEN)
 
 
 def is_pcap(head: bytes) -> bool:
@@ -45,8 +53,10 @@ def read_pcap(src: Source, stats: Stats) -> Iterator[Packet]:
         raise BadInputError(name, 20, "savefile linktype reserved field not zero "
                                       f"(0x{ltfield & _LT_RESERVED1:08x})")
     # libpcap pcap_adjust_snapshot(): 0 or oversized snaplen means "the maximum".
-    snap = snaplen if 0 < snaplen <= MAX_SNAPLEN else MAX_SNAPLEN
-    return _records(src, stats, _unpacker(e, minor), magic == MAGIC_NS, ltfield & 0xFFFF, snap)
+    linktype = ltfield & 0xFFFF
+    limit = max_snaplen_for_dlt(linktype)
+    snap = snaplen if 0 < snaplen <= limit else limit
+    return _records(src, stats, _unpacker(e, minor), magic == MAGIC_NS, linktype, snap, limit)
 
 
 def _unpacker(e: str, minor: int) -> Callable[[bytes, int], tuple[int, int, int, int]]:
@@ -67,15 +77,22 @@ def _unpacker(e: str, minor: int) -> Callable[[bytes, int], tuple[int, int, int,
 
 
 def _records(src: Source, stats: Stats, unpack: Callable[[bytes, int], tuple[int, int, int, int]],
-             ns: bool, linktype: int, snap: int) -> Iterator[Packet]:
-    """The hot loop: unpack record headers from big chunks, slice out the packet bytes."""
+             ns: bool, linktype: int, snap: int, limit: int) -> Iterator[Packet]:
+    """The hot loop: unpack record headers from big chunks, slice out the packet bytes.
+
+    A caplen above `limit` is refused before anything else, as libpcap does: wherever the
+    record stands, even if its claimed body would run past the end of the file, it is damage,
+    not a capture cut short (only a record whose sane length runs past EOF is that).
+    """
     read = src.read
     fmax = 1_000_000_000 if ns else 1_000_000
     buf = b""
     n = pos = 0
+    want = CHUNK
     base = _HEADER  # offset of buf[0] in the (uncompressed) file
     while True:
-        chunk = read(CHUNK)
+        chunk = read(want)
+        want = CHUNK
         if not chunk:
             if pos < n:  # a partial record header or body at EOF
                 stats["truncated_final_record"] += 1
@@ -90,10 +107,12 @@ def _records(src: Source, stats: Stats, unpack: Callable[[bytes, int], tuple[int
             pos = start + caplen
             if pos > n or caplen > snap:
                 pos = start - 16
-                if caplen > MAX_SNAPLEN:
-                    _bogus_caplen(src, stats, base, pos, n, caplen)
-                    return
+                if caplen > limit:
+                    raise BadInputError(src.name, base + pos, f"invalid packet capture length "
+                                        f"{caplen}, bigger than maximum of {limit}")
                 if start + caplen > n:
+                    # a long record (D-Bus: up to 128 MiB) in few reads, not one per CHUNK
+                    want = min(max(CHUNK, start + caplen - n), 16 * CHUNK)
                     break  # need the next chunk
                 # libpcap reads the record but keeps only the first `snap` bytes
                 pos = start + caplen
@@ -108,23 +127,10 @@ def _records(src: Source, stats: Stats, unpack: Callable[[bytes, int], tuple[int
 
 def _trimmed(stats: Stats, sec: int, frac: int, ns: bool, linktype: int, data: bytes,
              wirelen: int) -> Packet:
-    """The rare record with snaplen < caplen <= MAX_SNAPLEN, cut to the snaplen like libpcap."""
+    """The rare record with snaplen < caplen <= the maximum, cut to the snaplen like libpcap."""
     stats["caplen_over_snaplen"] += 1
     if len(data) < wirelen:
         stats["snaplen_truncated"] += 1
     if frac >= (1_000_000_000 if ns else 1_000_000):
         stats["invalid_timestamp"] += 1
     return (sec + (frac // 1000 if ns else frac) / 1e6, linktype, data, wirelen)
-
-
-def _bogus_caplen(src: Source, stats: Stats, base: int, pos: int, n: int, caplen: int) -> None:
-    """A caplen libpcap would refuse: a truncated last record if it runs past EOF, else corrupt.
-
-    `base + n` bytes of input have been read; the record at `base + pos` claims `caplen`.
-    """
-    need = pos + 16 + caplen - n
-    if need > 0 and runs_past_eof(src, base + n, need):
-        stats["truncated_final_record"] += 1
-        return
-    raise BadInputError(src.name, base + pos, f"invalid packet capture length {caplen}, "
-                                              f"bigger than maximum of {MAX_SNAPLEN}")

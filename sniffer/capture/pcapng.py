@@ -5,6 +5,10 @@ type, `if_tsresol` and `if_tsoffset`. Timestamps are reduced to whole microsecon
 libpcap does for Zeek (``sec = t // units + offset``, ``usec = frac * 10**6 // units``), then
 ``ts = sec + usec / 1e6``, Zeek's formula.
 
+A block length (or a packet's captured length) libpcap would refuse is an error wherever it
+stands; only a block of a sane length that runs past the end of the input is the truncated last
+block, counted as ``truncated_final_record``.
+
 Custom Blocks are skipped, except sniffer's own (its PEN, JSON records that `sniffer live -w`
 writes next to the packets, see sniffer/output/pcapng.py), which go to an `on_custom` callback.
 """
@@ -16,8 +20,8 @@ import struct
 from typing import Callable, Iterator
 
 from sniffer.capture.custom import timestamp, well_formed
-from sniffer.capture.pcap import MAX_SNAPLEN, Packet
-from sniffer.capture.source import CHUNK, Source, runs_past_eof
+from sniffer.capture.pcap import Packet, max_snaplen_for_dlt
+from sniffer.capture.source import CHUNK, Source
 from sniffer.errors import BadInputError
 from sniffer.stats import Stats
 
@@ -38,6 +42,16 @@ _OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
 Iface = tuple[int, int, int, int]
 #: Receives sniffer's custom records: `(ts, payload)`; see `read_pcapng`.
 OnCustom = Callable[[float, dict], None]
+
+
+def max_block_for(linktype: int) -> int:
+    """The longest block libpcap accepts once an interface of `linktype` is known.
+
+    libpcap's MAX_BLOCKSIZE_FOR_SNAPLEN (block header, EPB fields, the link type's maximum
+    snaplen, 128 KiB of options, trailer), raised to INITIAL_MAX_BLOCKSIZE: only D-Bus goes
+    above 16 MiB.
+    """
+    return max(MAX_BLOCK, 8 + 20 + max_snaplen_for_dlt(linktype) + 131072 + 4)
 
 
 def is_pcapng(head: bytes) -> bool:
@@ -68,9 +82,12 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
     u32 = struct.Struct("<I").unpack_from
     epb = struct.Struct("<IIIII").unpack_from
     ifaces: list[Iface] = []
+    max_block = MAX_BLOCK  # raised by an interface whose link type allows longer frames
     last_ts = 0.0
+    want = CHUNK
     while True:
-        chunk = read(CHUNK)
+        chunk = read(want)
+        want = CHUNK
         if not chunk:
             if pos < n:  # a partial block at EOF
                 stats["truncated_final_record"] += 1
@@ -82,9 +99,10 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
         while pos + 12 <= n:
             btype, blen = hdr(buf, pos)
             end = pos + blen
-            if btype == EPB and 32 <= blen <= MAX_BLOCK and not blen & 3:
+            if btype == EPB and 32 <= blen <= max_block and not blen & 3:
                 # The hot path: an Enhanced Packet Block.
                 if end > n:
+                    want = min(max(CHUNK, end - n), 16 * CHUNK)  # a long block: few reads
                     break  # need the next chunk
                 if u32(buf, end - 4)[0] != blen:
                     raise _trailer_mismatch(name, base + pos, blen, u32(buf, end - 4)[0])
@@ -95,6 +113,8 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
                     raise _no_idb(name, base + pos, iface) from None
                 if caplen > blen - 32:
                     raise _caplen_past_block(name, base + pos, caplen, blen)
+                if caplen > snap and caplen > max_snaplen_for_dlt(linktype):
+                    raise _caplen_over_max(name, base + pos, caplen, linktype)
                 start = pos + 28
                 pos = end
                 if units == 1_000_000:
@@ -127,10 +147,12 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
                 epb = struct.Struct(e + "IIIII").unpack_from
                 blen = hdr(buf, pos)[1]
                 end = pos + blen
-            if blen & 3 or blen < 12 or blen > MAX_BLOCK:
-                _bad_length(src, stats, base, pos, n, blen)
-                return  # it ran past EOF: the truncated last record
+            if blen & 3 or blen < 12 or blen > max_block:
+                # Refused wherever the block stands, like libpcap: a length it would never
+                # accept is damage even if the block would also run past the end of the file.
+                raise _bad_length(name, base + pos, blen, max_block)
             if end > n:
+                want = min(max(CHUNK, end - n), 16 * CHUNK)
                 break  # need the next chunk
             if u32(buf, end - 4)[0] != blen:
                 raise _trailer_mismatch(name, base + pos, blen, u32(buf, end - 4)[0])
@@ -154,6 +176,7 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
                     (last_ts, linktype, data, wirelen)
             elif btype == IDB:
                 ifaces.append(_parse_idb(buf, pos, blen, e, name, base + pos))
+                max_block = max(max_block, max_block_for(ifaces[-1][0]))
                 pos = end
             elif btype == PB:
                 if blen < 32:
@@ -165,6 +188,8 @@ def read_pcapng(src: Source, stats: Stats, on_custom: OnCustom | None = None,
                 linktype, snap, units, offset = ifaces[iface]
                 if caplen > blen - 32:
                     raise _caplen_past_block(name, base + pos, caplen, blen)
+                if caplen > snap and caplen > max_snaplen_for_dlt(linktype):
+                    raise _caplen_over_max(name, base + pos, caplen, linktype)
                 data = buf[pos + 28:pos + 28 + caplen]
                 sec, frac = divmod((th << 32) | tl, units)
                 last_ts = (sec + offset) + (frac * 1_000_000 // units) / 1e6
@@ -239,21 +264,19 @@ def _custom(buf: bytes, pos: int, end: int, u32, on_custom: OnCustom, stats: Sta
     on_custom(last_ts if ts is None else ts, rec)
 
 
-def _bad_length(src: Source, stats: Stats, base: int, pos: int, n: int, blen: int) -> None:
-    """Judge a block length libpcap would refuse: raises unless it is the truncated last block.
-
-    `base + n` bytes of input have been read; the block starts at `base + pos`.
-    """
-    where = base + pos
+def _bad_length(name: str, where: int, blen: int, max_block: int) -> BadInputError:
+    """The error for a block length libpcap would refuse (not a multiple of 4, too short or
+    too long)."""
     if blen & 3:
-        raise BadInputError(src.name, where, f"block length {blen} is not a multiple of 4")
+        return BadInputError(name, where, f"block length {blen} is not a multiple of 4")
     if blen < 12:
-        raise BadInputError(src.name, where, f"block length {blen} is less than 12")
-    need = pos + blen - n
-    if need > 0 and runs_past_eof(src, base + n, need):
-        stats["truncated_final_record"] += 1
-        return
-    raise BadInputError(src.name, where, f"block length {blen} is bigger than maximum {MAX_BLOCK}")
+        return BadInputError(name, where, f"block length {blen} is less than 12")
+    return BadInputError(name, where, f"block length {blen} is bigger than maximum {max_block}")
+
+
+def _caplen_over_max(name: str, where: int, caplen: int, linktype: int) -> BadInputError:
+    return BadInputError(name, where, f"invalid packet capture length {caplen}, bigger than "
+                                      f"maximum of {max_snaplen_for_dlt(linktype)}")
 
 
 def _short(name: str, where: int, what: str, blen: int) -> BadInputError:
@@ -298,7 +321,8 @@ def _parse_idb(buf: bytes, pos: int, blen: int, e: str, name: str, where: int) -
                 raise BadInputError(name, where, f"if_tsoffset option with length {olen} != 8")
             offset = struct.unpack_from(e + "q", buf, o + 4)[0]
         o += 4 + ((olen + 3) & ~3)
-    snap = snaplen if 0 < snaplen <= MAX_SNAPLEN else MAX_SNAPLEN  # libpcap's adjustment
+    limit = max_snaplen_for_dlt(linktype)
+    snap = snaplen if 0 < snaplen <= limit else limit  # libpcap's adjustment
     return (linktype, snap, units, offset)
 
 

@@ -53,9 +53,9 @@ def _read1(f: BinaryIO, n: int) -> bytes:
 class Source:
     """An opened capture input.
 
-    `name` is what error messages show; `size` is the byte size when it is a plain regular file
-    (lets a bogus record length be judged without reading to EOF), else None. `read(n)` returns
-    up to n bytes and b"" only at end of input; the sniffed magic bytes are replayed first.
+    `name` is what error messages show; `size` is the byte size when it is a plain regular file,
+    else None. `read(n)` returns up to n bytes and b"" only at end of input; the sniffed magic
+    bytes are replayed first.
     """
 
     def __init__(self, name: str, read: Callable[[int], bytes], head: bytes,
@@ -169,20 +169,3 @@ def open_source(path: str, stats: Stats) -> Source:
         close()
         raise BadInputError(name, None, "empty gzip stream, not a capture")
     return Source(name, gz_read, inner, None, close)
-
-
-def runs_past_eof(src: Source, consumed: int, need: int) -> bool:
-    """True if the input ends before `need` more bytes follow the first `consumed` bytes.
-
-    Used to tell a truncated last record (length runs past EOF) from a corrupt one, without ever
-    allocating the claimed length: a regular file answers from its size, a stream is skipped
-    through in bounded chunks.
-    """
-    if src.size is not None:
-        return consumed + need > src.size
-    while need > 0:
-        chunk = src.read(min(need, CHUNK))
-        if not chunk:
-            return True
-        need -= len(chunk)
-    return False

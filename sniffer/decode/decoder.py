@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import struct
 
-from sniffer.decode.frag import DEFAULT_MAX_BYTES, DEFAULT_MAX_DATAGRAMS, FragReassembler
+from sniffer.decode.frag import FragReassembler
 from sniffer.decode.links import (
     ETH_IPV4,
     ETH_IPV6,
@@ -99,8 +99,8 @@ class Decoder:
         self.frag = FragReassembler(
             stats,
             timeout=settings.frag_timeout,
-            max_datagrams=getattr(settings, "frag_max_datagrams", DEFAULT_MAX_DATAGRAMS),
-            max_bytes=getattr(settings, "frag_max_bytes", DEFAULT_MAX_BYTES),
+            max_datagrams=settings.frag_max_datagrams,
+            max_bytes=settings.frag_max_bytes,
         )
 
     def flush(self) -> None:

@@ -13,7 +13,9 @@ One pending datagram per key (the decoder uses ``(src, dst, id, proto)`` for IPv
 * **Timeout:** a pending datagram expires ``timeout`` seconds (packet time) after its first
   fragment, as Zeek's timer does (``fragment_timeout``). ``timeout <= 0`` disables it.
 * **Caps:** at most ``max_datagrams`` pending datagrams and ``max_bytes`` buffered bytes; the
-  oldest pending datagram is evicted first (``fragment_evicted``).
+  oldest pending datagram is evicted first (``fragment_evicted``). The decoder takes them from
+  ``Settings.frag_max_datagrams`` and ``frag_max_bytes`` (``--frag-max-datagrams``,
+  ``--frag-max-mib``).
 * A fragment that would make the datagram longer than ``limit`` (the caller passes what keeps
   the IP length within 65535) is dropped (``fragment_too_large``).
 """
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_MAX_DATAGRAMS = 16384
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+from sniffer.config import Settings
+
+_DEFAULTS = Settings.__dataclass_fields__
+DEFAULT_MAX_DATAGRAMS: int = _DEFAULTS["frag_max_datagrams"].default  # one definition: Settings
+DEFAULT_MAX_BYTES: int = _DEFAULTS["frag_max_bytes"].default
 
 
 class _Pending:

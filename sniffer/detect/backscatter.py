@@ -95,7 +95,7 @@ class Detector:
         if c is None:
             return
         ts, sender, target, what, ttl = c
-        from sniffer.detect.engine import ntop
+        from sniffer.flows.conn import ntop
         target_sent = r.orig_pkts if r.orig_h == ntop(target) else r.resp_pkts
         if target_sent or (r.orig_bytes or 0) or (r.resp_bytes or 0):
             return
@@ -117,7 +117,7 @@ class Detector:
                 q.clear()
 
     def _alert(self, ts, addr, q, to_addr: bool, ttl, record) -> None:
-        from sniffer.detect.engine import ntop
+        from sniffer.flows.conn import ntop
         a = ntop(addr)
         others = sorted({ntop(o) for _, o, _ in q})
         kinds = sorted({w for _, _, w in q})

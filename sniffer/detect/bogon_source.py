@@ -90,7 +90,7 @@ class Detector:
             evidence["pkttype"] = self.engine.pkttype
         if encap:
             evidence["tunnel"] = encap[-1][0]
-        from sniffer.detect.engine import ntop
+        from sniffer.flows.conn import ntop
         self.engine.emit(Alert(ts, self.kind, severity,
                                f"source {ntop(src)} is in {net}, which never appears on the wire",
                                evidence), key=(src,), flow=(src, dst, proto, sport, dport))

@@ -14,6 +14,8 @@ A detector is a module ``sniffer/detect/<name>.py`` with a class ``Detector``::
         def tcp(self, ts, conn, is_orig, flags, seq, ack, win, payload, ttl): ...  # optional
         def finished(self, record): ...       # optional: every finished sniffer.flows.conn.Conn
         def kernel(self, ts, event): ...      # optional: every kernel-view event (live, recordings)
+        def tick(self, now): ...              # optional: live, every 50 ms (network time)
+        def settle(self): ...                 # optional: the end of the run, before the last write
 
 Only the hooks a detector defines are called. Hooks run per packet: do a cheap test first (a
 byte compare, a flag mask) and nothing expensive unless it fires.
@@ -29,6 +31,8 @@ What the engine gives a detector
   most ``settings.detect_max_alerts`` distinct alerts are held; the rest are counted in
   ``stats["alerts_dropped"]``. A packet-level alert without a uid gets the uid of the TCP or UDP
   connection its packet went to (looked up right after the flow table processed it).
+* ``engine.held(kind, key)``: the alert of that kind and key raised and not yet written, or
+  None: a detector may bring its evidence up to date until it is written (port-scan's count).
 * ``engine.local``: the host's addresses as raw bytes (``--local-addr``, the recording's or the
   live kernel's address list); empty when unknown.
 * ``engine.pkttype``: the Linux ``sll_pkttype`` of the current frame (0 host, 1 broadcast,
@@ -45,15 +49,10 @@ from collections import Counter
 
 from sniffer.detect import DETECTORS, Alert
 from sniffer.flows.community_id import community_id
-
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+from sniffer.flows.conn import flow_key, ntop, proto_name
 _ZERO_MACS = bytes(12)
 ARPHRD_LOOPBACK = 772
 PACKET_OUTGOING = 4
-
-
-def ntop(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
 def raw_addr(text: str | bytes) -> bytes:
@@ -92,6 +91,8 @@ class Detectors:
         self._tcp = [d.tcp for d in self.detectors if hasattr(d, "tcp")]
         self._finished = [d.finished for d in self.detectors if hasattr(d, "finished")]
         self._kernel = [d.kernel for d in self.detectors if hasattr(d, "kernel")]
+        self._tick = [d.tick for d in self.detectors if hasattr(d, "tick")]
+        self._settle = [d.settle for d in self.detectors if hasattr(d, "settle")]
 
     # -- context the pipeline keeps current ---------------------------------------------------
     def set_local(self, addrs) -> None:
@@ -162,7 +163,7 @@ class Detectors:
         if flow is not None:
             src, dst, proto, sport, dport = flow
             alert.src, alert.dst = ntop(src), ntop(dst)
-            alert.proto = _PROTO_NAMES.get(proto, str(proto))
+            alert.proto = proto_name(proto)  # as the connection's record names it
             if proto in (6, 17):
                 alert.sport, alert.dport = sport, dport
             if alert.community_id is None:
@@ -192,8 +193,7 @@ class Detectors:
         self.stats["alert:" + alert.kind] += 1
         if alert.uid is None and flow is not None and flow[2] in (6, 17):
             src, dst, proto, sport, dport = flow
-            k = (src, sport, dst, dport) if src < dst or (src == dst and sport < dport) \
-                else (dst, dport, src, sport)
+            k = flow_key(src, sport, dst, dport)  # the flow table's key of this packet
             self._need_uid.append((alert, k + ((17,) if proto == 17 else ())))
 
     def _resolve_uids(self) -> None:
@@ -210,14 +210,18 @@ class Detectors:
         if self._need_uid:
             self._resolve_uids()
 
-    def sorted_alerts(self) -> list[Alert]:
-        return sorted(self.alerts, key=lambda a: a.ts)
+    def held(self, kind: str, key: tuple) -> Alert | None:
+        """The alert of (kind, key) raised and not yet written (repeats still add to it)."""
+        return self._index.get((kind,) + key)
 
     # -- writing ------------------------------------------------------------------------------
     def write_settled(self, now: float, quiet: float = 2.0, hold: float = 60.0) -> None:
         """Write (with --alerts) the alerts that have settled by `now`: no repeat for `quiet`
         seconds, or first raised `hold` seconds ago. A later repeat of a written alert starts
-        a new one, so a long flood is one line per `hold`, each with its own repeat count."""
+        a new one, so a long flood is one line per `hold`, each with its own repeat count.
+        Detectors with a `tick` hook see the time first (decisions that wait on time alone)."""
+        for hook in self._tick:
+            hook(now)
         if not self._unwritten:
             return
         done, keep = [], []
@@ -230,7 +234,11 @@ class Detectors:
             self._write(done)
 
     def close(self) -> None:
-        """The end of the run: write what is left, close the file."""
+        """The end of the run: detectors with a `settle` hook finish their alerts (final
+        counts), then what is left is written and the file closed."""
+        for hook in self._settle:
+            hook()
+        self._settle = []
         if self.file is None:
             return
         try:

@@ -1,12 +1,23 @@
-"""land: a TCP or UDP packet whose source is its destination, address and port (CVE-1999-0016).
+"""land: a packet whose source address is its destination address (CVE-1999-0016).
 
-Cheap test: the two raw addresses compare equal. Not raised on loopback captures, where a
-simultaneous self-connect (same address and port) is legal.
+The classic LAND packet also has the source port equal to the destination port. Like Snort's
+decoder (116:151, "BAD-TRAFFIC same SRC/DST") and the `sameip` rules of Snort and Suricata
+(sid 527 / 2100527), the ports do not matter here: a host talks to its own address over its
+loopback device, so any packet from an address to itself seen on another device is forged.
+`evidence["same_port"]` says which kind it was (TCP and UDP).
+
+Cheap test: the two raw addresses compare equal. Not raised on loopback captures, where
+connections to self (and a simultaneous self-connect, same address and port) are legal, nor for
+a loopback address (127/8, ::1) to itself: that is loopback traffic whatever link layer the
+capture gives it (bogon-source leaves 127/8 -> 127/8 alone for the same reason).
 """
 
 from __future__ import annotations
 
 from sniffer.detect import Alert
+from sniffer.flows.conn import PROTO_NAMES
+
+_LOOP6 = bytes(15) + b"\x01"
 
 
 class Detector:
@@ -16,22 +27,28 @@ class Detector:
         self.engine = engine
 
     def packet(self, ts: float, pkt: tuple, encap) -> None:
-        src, dst, proto = pkt[0], pkt[1], pkt[2]
-        if src != dst or (proto != 6 and proto != 17):
+        src, dst = pkt[0], pkt[1]
+        if src != dst or self.engine.loopback:
             return
-        l4 = pkt[4]
-        if len(l4) < 4 or self.engine.loopback:
+        if src == _LOOP6 or (len(src) == 4 and src[0] == 127):
             return
-        sport = l4[0] << 8 | l4[1]
-        dport = l4[2] << 8 | l4[3]
-        if sport != dport:
-            return
-        name = "TCP" if proto == 6 else "UDP"
-        evidence = {"ttl": pkt[6], "ip_len": pkt[3]}
-        if proto == 6 and len(l4) >= 14:
-            evidence["tcp_flags"] = l4[13]
+        proto, l4 = pkt[2], pkt[4]
+        name = PROTO_NAMES[proto].upper() if proto in PROTO_NAMES else f"IP protocol {proto}"
+        evidence: dict = {"ttl": pkt[6], "ip_len": pkt[3]}
+        sport = dport = 0
+        if proto in (6, 17) and len(l4) >= 4:
+            sport, dport = l4[0] << 8 | l4[1], l4[2] << 8 | l4[3]
+            evidence["same_port"] = sport == dport
+            if proto == 6 and len(l4) >= 14:
+                evidence["tcp_flags"] = l4[13]
+            summary = (f"LAND: {name} packet from an address and port to itself"
+                       if sport == dport else
+                       f"LAND: {name} packet from an address to itself (port {sport} to {dport})")
+        else:
+            if proto in (1, 58) and len(l4) >= 2:
+                sport, dport = l4[0], l4[1]  # type and code, as the flow table keys ICMP
+            summary = f"LAND: {name} packet from an address to itself"
         if encap:
             evidence["tunnel"] = encap[-1][0]
-        self.engine.emit(Alert(ts, self.kind, "high",
-                               f"LAND: {name} packet from an address and port to itself",
-                               evidence), flow=(src, dst, proto, sport, dport))
+        self.engine.emit(Alert(ts, self.kind, "high", summary, evidence),
+                         flow=(src, dst, proto, sport, dport))

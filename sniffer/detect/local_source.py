@@ -10,6 +10,9 @@ Needs the host's addresses (``engine.local``: the live kernel's, a recording's, 
   crossed a router (not an initial 64, 128 or 255, and above 32 so traceroute's own probes do
   not count) is known not to be ours; severity then drops to medium.
 
+A packet from our address to itself (LAND, same or different ports) raises this alert as well
+as `land`: it needs the host's addresses and a direction, `land` neither.
+
 Cheap test: one set membership of the raw source address (only when the set is not empty).
 """
 
@@ -39,9 +42,9 @@ class Detector:
             severity, how = ("high" if pkttype == 0 else "medium"), "pkttype"
         else:
             return
+        # src == dst (LAND, whatever the ports) is a forged local source too: `land` reports
+        # the shape of the packet, this alert the use of our address.
         src, dst, proto, l4 = pkt[0], pkt[1], pkt[2], pkt[4]
-        if src == dst:
-            return  # LAND reports it
         if len(src) == 16 and src[0] == 0xFE and src[1] & 0xC0 == 0x80:
             severity = "low"  # a link-local twin: more likely a duplicate address than spoofing
         sport = dport = 0
@@ -49,7 +52,7 @@ class Detector:
             sport, dport = l4[0] << 8 | l4[1], l4[2] << 8 | l4[3]
         elif proto in (1, 58) and len(l4) >= 2:
             sport, dport = l4[0], l4[1]
-        from sniffer.detect.engine import ntop
+        from sniffer.flows.conn import ntop
         evidence = {"local_addr": ntop(src), "ttl": ttl, "direction_from": how,
                     "pkttype": pkttype, "ip_proto": proto}
         engine.emit(Alert(ts, self.kind, severity,

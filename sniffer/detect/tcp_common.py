@@ -7,9 +7,8 @@ dropped when the connection's record is finished. Within a connection a *side* i
 
 from __future__ import annotations
 
-import socket
-
 from sniffer.detect import Alert
+from sniffer.flows.conn import ntop
 
 M32 = 0xFFFFFFFF
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -31,10 +30,6 @@ def seq_delta(a: int, b: int) -> int:
 def flag_str(flags: int) -> str:
     return "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"),
                                     (URG, "U")) if flags & bit) or "."
-
-
-def ntop(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
 def sender(conn, is_orig: bool) -> tuple:

@@ -1,8 +1,40 @@
-"""The connection record that leaves the engine: one row of conn.log."""
+"""The connection record that leaves the engine: one row of conn.log.
+
+Also the one definition of what every stage must agree on to name a connection: the text of a
+raw address (`ntop`), the protocol names of records and alerts (`proto_name`), and the
+canonical key of a TCP/UDP flow (`flow_key`), so that an alert, a conn.log row and a Community
+ID of the same packet always match.
+"""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+
+#: IP protocol number -> the ``proto`` of a conn.log record and of an alert: Zeek's
+#: transport_proto names, so ICMPv6 (58) is "icmp" as in Zeek's conn.log (``ip_proto`` tells
+#: the two apart); any other protocol is "unknown_transport".
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+
+
+def proto_name(proto: int) -> str:
+    """The ``proto`` field for IP protocol number `proto`."""
+    return PROTO_NAMES.get(proto, "unknown_transport")
+
+
+def ntop(addr: bytes) -> str:
+    """A raw 4- or 16-byte address as text, as the packet carries it (an IPv4-mapped IPv6
+    address stays IPv6: it was on the wire as one)."""
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+
+
+def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> tuple:
+    """The flow table's key of a TCP or UDP packet, the same for both directions: the lower
+    (address, port) end first (the flow table inlines it on its per-packet path; UDP keys add
+    ``17``). Addresses are raw bytes."""
+    if src < dst or (src == dst and sport < dport):
+        return (src, sport, dst, dport)
+    return (dst, dport, src, sport)
 
 
 @dataclass(slots=True)

@@ -12,7 +12,6 @@ connection), so a packet costs a dict lookup and a few integer operations.
 from __future__ import annotations
 
 import heapq
-import socket
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from sniffer.config import Settings
 from sniffer.decode.checksum import l4_checksum_ok
 from sniffer.flows import tcp as T
 from sniffer.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id
-from sniffer.flows.conn import Conn
+from sniffer.flows.conn import Conn, flow_key, ntop, proto_name
 from sniffer.flows.uid import make_uid
 from sniffer.netset import NetSet
 from sniffer.output.weird import Weird
@@ -358,7 +357,7 @@ class FlowTable:
         duration = c.last_time - c.start_time
         rec = Conn(
             ts=c.start_time, uid=c.uid, orig_h=orig_h, orig_p=c.orig_p, resp_h=resp_h,
-            resp_p=c.resp_p, proto=_PROTO_NAMES.get(proto, "unknown_transport"), ip_proto=proto,
+            resp_p=c.resp_p, proto=proto_name(proto), ip_proto=proto,
             conn_state=c.conn_state(), local_orig=c.orig_h in self.local,
             local_resp=c.resp_h in self.local, missed_bytes=c.missed_bytes, history=c.history,
             orig_pkts=c.orig_pkts, orig_ip_bytes=c.orig_ip_bytes, resp_pkts=c.resp_pkts,
@@ -523,10 +522,7 @@ class FlowTable:
             self.weird("truncated_header" if l4_len < 20 else "internally_truncated_header")
             return
         sport, dport, seq, ack, off, flags, win, _ = _TCP_HDR.unpack_from(l4)
-        if src < dst or (src == dst and sport < dport):
-            key = (src, sport, dst, dport)
-        else:
-            key = (dst, dport, src, sport)
+        key = flow_key(src, sport, dst, dport)
         conn = self.conns.get(key)
         if conn is None:
             conn = self._new(T.TCPConn, key, ts, src, sport, dst, dport, 6,
@@ -584,10 +580,7 @@ class FlowTable:
         if self._too_short(l4, l4_len, 8):
             return
         sport, dport, ulen, csum = _PORTS.unpack_from(l4)
-        if src < dst or (src == dst and sport < dport):
-            key = (src, sport, dst, dport, 17)
-        else:
-            key = (dst, dport, src, sport, 17)
+        key = flow_key(src, sport, dst, dport) + (17,)
         conn = self.conns.get(key)
         if conn is None:
             likely = self.likely
@@ -661,10 +654,3 @@ class FlowTable:
             self.check_encap(conn, encap)
         conn.last_time = ts
         conn.count(src == conn.orig_h, 0, ip_len)
-
-
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
-
-
-def ntop(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 # Endpoint states, numbered as Zeek's TCP_ENDPOINT_* (the numbers appear in nothing we print).
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
-STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -106,9 +105,6 @@ class Endpoint:
         if self.FIN_cnt > 0 and size:
             size -= 1
         return size
-
-    def is_active(self) -> bool:
-        return self.state != INACTIVE and not self.did_close
 
     def is_clean(self) -> bool:
         return self.state == ESTABLISHED or (self.state == CLOSED and self.prev_state == ESTABLISHED)

@@ -111,7 +111,8 @@ class KernelMonitor:
             traced = self.tracer.read()
             if traced:
                 self.sink(ts, {"kind": "sockets", "netns": self.ns.label, "source": "trace",
-                               "sockets": [_traced_record(self.ns, t) for t in traced]})
+                               "sockets": [_traced_record(self.ns, t, self._socket_uid(t))
+                                           for t in traced]})
         while True:
             try:
                 rows = list(diag.read_events(self.events))
@@ -157,6 +158,20 @@ class KernelMonitor:
             self.owners.find(row[11])
         self._report(ts, "sockets", raw)
 
+    def _socket_uid(self, t: dict) -> int | None:
+        """The uid of a traced connection's socket as a dump or look-up saw it (for a process
+        that exited before its uid could be read). Not from TIME-WAIT, SYN-RECV or destroy
+        records: the kernel reports uid 0 for those, whoever owned the socket."""
+        if t.get("uid") is not None:
+            return t["uid"]
+        for rec in self.known.values():
+            if rec["local_port"] == t["local_port"] and rec["remote_port"] == t["remote_port"] \
+                    and rec["inode"] and rec["proto"] == "tcp" \
+                    and (t["local_addr"] is None or (rec["local_addr"], rec["remote_addr"])
+                         == (t["local_addr"], t["remote_addr"])):
+                return rec["uid"]
+        return None
+
     def _report(self, ts: float, kind: str, raw: Raw) -> None:
         """Attribute what was read, remember it by cookie (to name it when destroyed), send it."""
         records = [s.to_json() for s in attribute([raw], self.owners)]
@@ -170,23 +185,19 @@ class KernelMonitor:
         proto = {6: "tcp", 17: "udp"}.get(row[12].get(diag.INET_DIAG_PROTOCOL, b"\x06")[0], "tcp")
         raw.rows.append((proto, row, None))
         (rec,) = attribute([raw], None)
-        return rec.to_json()
+        out = rec.to_json()
+        # A destroy message leaves the uid at 0 whoever owned the socket: not root, unknown.
+        out["uid"] = out["user"] = None
+        return out
 
 
-def _process_uid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[2])  # the effective uid
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+def _traced_record(ns: Netns, t: dict, uid: int | None) -> dict:
+    """A socket record for a traced connect(): the process is known, its descriptor is not.
 
-
-def _traced_record(ns: Netns, t: dict) -> dict:
-    """A socket record for a traced connect(): the process is known, its descriptor is not."""
-    uid = _process_uid(t["pid"])
+    `uid` was read from the process while it was connecting (or from its socket)."""
+    if uid is None:
+        from sniffer.kernel.trace import process_uid
+        uid = process_uid(t["pid"])
     return {"netns": ns.label, "netns_inode": ns.inode, "proto": "tcp", "family":
             4 if t["local_addr"] else 6, "state": "SYN-SENT",
             "local_addr": t["local_addr"], "local_port": t["local_port"],

@@ -10,18 +10,33 @@ import os
 
 
 class Owners:
-    """inode -> [(pid, fd)], plus program names; `denied` counts processes we could not read."""
+    """inode -> [(pid, fd)], plus program names.
 
-    __slots__ = ("by_inode", "denied", "_names")
+    What could not be looked at is kept too, because a socket whose holder was not found may
+    then belong to one of those processes (owner `unknown`, not `kernel`): `denied` counts the
+    processes whose /proc/PID/fd could not be read (`denied_pids` names them) and `hidden` is
+    the hidepid= option of /proc when it hides other users' processes altogether.
+    """
+
+    __slots__ = ("by_inode", "denied", "denied_pids", "hidden", "_names")
 
     def __init__(self) -> None:
         self.by_inode: dict[int, list[tuple[int, int]]] = {}
         self.denied = 0
+        self.denied_pids: list[int] = []
+        self.hidden: str | None = None
         self._names: dict[int, str] = {}
+
+    @property
+    def blind(self) -> bool:
+        """Whether some process's descriptors could not be seen (so an unheld socket's owner
+        is unknown rather than the kernel)."""
+        return bool(self.denied or self.hidden)
 
     @classmethod
     def scan(cls) -> Owners:
         owners = cls()
+        owners.hidden = hidden_processes()
         by_inode = owners.by_inode
         readlink = os.readlink
         for pid in os.listdir("/proc"):
@@ -32,6 +47,7 @@ class Owners:
                 fds = os.listdir(base)
             except PermissionError:
                 owners.denied += 1
+                owners.denied_pids.append(int(pid))
                 continue
             except OSError:
                 continue
@@ -102,3 +118,32 @@ class Owners:
             entry = sorted(entry)
         return [{"pid": pid, "name": names.get(pid) or self.name(pid), "fd": fd}
                 for pid, fd in entry]
+
+
+def hidden_processes(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The `hidepid=` option of /proc if it hides other users' processes from us, else None.
+
+    With hidepid=invisible (2) or ptraceable (4), /proc lists only the processes we may
+    look at, so a denial is never seen: without this, their sockets would look ownerless.
+    Root (CAP_SYS_PTRACE) and members of the mount's `gid=` group see everything.
+    """
+    if os.geteuid() == 0:
+        return None
+    option = None
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 5 or fields[4] != "/proc" or " - proc " not in line:
+                    continue
+                opts = line.split(" - ", 1)[1].split()[-1].split(",")
+                option = next((o for o in opts if o.startswith("hidepid=")), None)
+                gid = next((o[4:] for o in opts if o.startswith("gid=")), None)
+                if gid is not None and gid.isdigit() and \
+                        (int(gid) == os.getegid() or int(gid) in os.getgroups()):
+                    option = None  # the mount's trusted group sees every process
+    except OSError:
+        return None
+    if option in ("hidepid=2", "hidepid=invisible", "hidepid=4", "hidepid=ptraceable"):
+        return option
+    return None

@@ -10,6 +10,10 @@ tracefs, in a private instance, filtered in the kernel to those transitions: no 
 toolchain, no effect on other tracing users. Tracing is host-wide; events are matched to
 connections by their addresses and ports (IPv6 addresses are not printable in this mode, so an
 IPv6 connection is matched by its ports).
+
+The trace carries no uid, and by the time the main loop looks (every 50 ms) a short-lived
+client may have exited. So a thread blocks on trace_pipe and reads the process's uid from
+/proc/PID/status the moment its connect() is traced, while it is still inside that call.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ipaddress
 import os
 import re
 import subprocess
+import threading
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENT = "events/sock/inet_sock_set_state"
@@ -52,13 +57,17 @@ class ConnectTracer:
             self._write(os.path.join(self.instance, EVENT, "filter"),
                         f"newstate == {TCP_SYN_SENT} || oldstate == {TCP_SYN_SENT}")
             self._write(os.path.join(self.instance, EVENT, "enable"), "1")
-            self.pipe = os.open(os.path.join(self.instance, "trace_pipe"),
-                                os.O_RDONLY | os.O_NONBLOCK)
+            self.pipe = os.open(os.path.join(self.instance, "trace_pipe"), os.O_RDONLY)
         except OSError:
             self._remove()
             raise
         self._partial = b""
-        self._connecting: dict[str, tuple[int, str]] = {}  # skaddr -> (pid, program)
+        self._connecting: dict[str, tuple[int, str, int | None]] = {}  # skaddr -> (pid, prog, uid)
+        self._done: list[dict] = []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._follow, name="connect-trace", daemon=True)
+        self._thread.start()
 
     @staticmethod
     def _write(path: str, text: str) -> None:
@@ -66,22 +75,30 @@ class ConnectTracer:
             f.write(text)
 
     def read(self) -> list[dict]:
-        chunks = []
-        while True:
+        """The connections traced since the last call: {pid, name, uid, addresses, ports}."""
+        with self._lock:
+            out, self._done = self._done, []
+        return out
+
+    def _follow(self) -> None:
+        """The reading thread: blocks on trace_pipe (woken by each event) until close()."""
+        while not self._stopping:
             try:
                 data = os.read(self.pipe, 1 << 16)
-            except BlockingIOError:
-                break
+            except InterruptedError:
+                continue
+            except OSError:
+                return
             if not data:
-                break
-            chunks.append(data)
-        if not chunks:
-            return []
-        text = self._partial + b"".join(chunks)
+                return
+            self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        text = self._partial + data
         lines = text.split(b"\n")
         self._partial = lines.pop()
-        out = []
         pending = self._connecting
+        done = []
         for line in lines:
             ev = parse(line.decode("utf-8", "replace"))
             if ev is None:
@@ -89,15 +106,29 @@ class ConnectTracer:
             if ev["newstate"] == TCP_SYN_SENT:
                 if len(pending) > 65536:
                     pending.clear()
-                pending[ev["skaddr"]] = (ev["pid"], ev["name"])
+                # now, while the process is in connect(): it may be gone by the next poll
+                name = ev["name"]
+                if name == "<...>":  # ftrace's comm cache missed it: ask the process itself
+                    name = process_name(ev["pid"]) or name
+                pending[ev["skaddr"]] = (ev["pid"], name, process_uid(ev["pid"]))
             elif ev["oldstate"] == TCP_SYN_SENT:
                 who = pending.pop(ev["skaddr"], None)
                 if who is not None:
-                    ev["pid"], ev["name"] = who
-                    out.append(ev)
-        return out
+                    ev["pid"], ev["name"], ev["uid"] = who
+                    done.append(ev)
+        if done:
+            with self._lock:
+                self._done += done
 
     def close(self) -> None:
+        self._stopping = True
+        # A line in our own instance's buffer wakes the thread from its blocking read (a
+        # closed descriptor would not, and the instance cannot be removed while it is read).
+        try:
+            self._write(os.path.join(self.instance, "trace_marker"), "sniffer: stop\n")
+        except OSError:
+            pass
+        self._thread.join(timeout=2)
         try:
             os.close(self.pipe)
         except OSError:
@@ -136,6 +167,27 @@ def parse(line: str) -> dict | None:
             ev["remote_addr"] = str(ipaddress.IPv4Address(_num(f["daddr"]).to_bytes(4, "little")))
         return ev
     except (KeyError, ValueError, OverflowError):
+        return None
+
+
+def process_uid(pid: int) -> int | None:
+    """The effective uid of a running process (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def process_name(pid: int) -> str | None:
+    """/proc/PID/comm, the name the trace line would have shown (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "replace") or None
+    except OSError:
         return None
 
 

@@ -7,9 +7,9 @@ containers and services, and the password database for user names.
 
 from __future__ import annotations
 
-import os
 import socket
 
+from sniffer.flows.conn import ntop as wire_ntop
 from sniffer.kernel import diag, procnet
 from sniffer.kernel.cgroups import Cgroups, container_of, service_of
 from sniffer.kernel.netns import Netns, entered
@@ -55,6 +55,7 @@ class KernelSocket:
 
 
 _TEXT: dict[bytes, str] = {}
+_V4MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 def ntop(addr: bytes) -> str:
@@ -71,11 +72,11 @@ def ntop(addr: bytes) -> str:
 
 
 def _ntop(addr: bytes) -> str:
-    if len(addr) == 4:
-        return socket.inet_ntop(socket.AF_INET, addr)
-    if addr[:12] == b"\0" * 10 + b"\xff\xff":
-        return socket.inet_ntop(socket.AF_INET, addr[12:])
-    return socket.inet_ntop(socket.AF_INET6, addr)
+    """`sniffer.flows.conn.ntop`, but a v4-mapped socket address is the IPv4 one its packets
+    carry (a dual-stack socket's peer 10.0.0.2 is ::ffff:10.0.0.2 to the kernel)."""
+    if addr[:12] == _V4MAPPED:
+        return wire_ntop(addr[12:])
+    return wire_ntop(addr)
 
 
 class Raw:
@@ -134,7 +135,6 @@ def _ifname(index: int) -> str | None:
 def attribute(raws: list[Raw], owners: Owners | None) -> list[KernelSocket]:
     """Turn raw rows into records with processes, user, cgroup, container and owner reason."""
     cgroups = Cgroups()
-    me = os.geteuid()
     out = []
     append = out.append
     holders = owners.holders if owners is not None else None
@@ -164,7 +164,10 @@ def attribute(raws: list[Raw], owners: Owners | None) -> list[KernelSocket]:
                 if inode in by_inode:
                     rec.processes = holders(inode)
                     rec.owner = "process"
-                elif owners.denied and uid != me:
+                elif owners.blind:
+                    # Some /proc/PID/fd could not be read (not root, hidepid): any of those
+                    # processes may hold it, whatever the socket's uid (a root process can own
+                    # a socket made under another uid, PID 1 holds socket-activated listeners).
                     rec.owner = "unknown"
                 elif proto == "tcp" and state != "LISTEN":
                     # A connection with a file that no process has open: its descriptor is in

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from collections.abc import Iterable
 
 from sniffer.detect import Alert
 from sniffer.errors import SnifferError
+from sniffer.flows.conn import ntop
 from sniffer.output.zeek import close_line
 
 FIELDS = ("ts", "kind", "severity", "uid", "community_id", "proto", "src", "sport", "dst",
@@ -25,7 +25,7 @@ def jsonable(v):
     """Evidence values JSON has no type for: raw addresses, byte strings, sets, tuples."""
     if isinstance(v, bytes):
         if len(v) in (4, 16):
-            return socket.inet_ntop(socket.AF_INET if len(v) == 4 else socket.AF_INET6, v)
+            return ntop(v)
         return v.hex()
     if isinstance(v, (set, frozenset)):
         return sorted(v)
@@ -45,9 +45,9 @@ class AlertFile:
     """One alerts file, open for the whole run."""
 
     def __init__(self, path: str, fmt: str = "json") -> None:
-        self.path, self.zeek = path, fmt == "zeek"
-        from sniffer.output.outfile import LineFile
-        self.out = LineFile(path)  # a full disk leaves whole lines (and notice.log's #close)
+        self.path, self.zeek = ("stdout" if path == "-" else path), fmt == "zeek"
+        from sniffer.output.outfile import open_lines
+        self.out = open_lines(path)  # a full disk leaves whole lines (and notice.log's #close)
         if self.zeek:
             from sniffer.output.notice import header
             self.out.trailer = close_line
@@ -73,5 +73,7 @@ class AlertFile:
         try:
             self.out.write(text)
             self.out.flush()
+        except BrokenPipeError:  # `--alerts - | head`: the reader had enough (sniffer.cli)
+            raise
         except OSError as exc:
             raise SnifferError(f"{self.path}: cannot write: {exc.strerror}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rich import box
@@ -24,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
@@ -53,11 +55,23 @@ STATE_STYLES: dict[str, str] = {
     "SHR": "yellow", "S2": "cyan", "S3": "cyan", "OTH": "dim",
 }
 
+#: Verdicts of the kernel cross-reference (sniffer.correlate): colour, and what each means.
+VERDICT_STYLE = {"attributed": "green", "kernel": "cyan", "refused": "yellow",
+                 "unattributed": "bold red", "not-local": "dim", "unknown": "magenta"}
+VERDICT_MEANINGS: dict[str, str] = {
+    "attributed": "a process's socket",
+    "kernel": "held by the kernel",
+    "refused": "no socket, refused",
+    "unattributed": "traffic, no socket",
+    "not-local": "neither end local",
+    "unknown": "too little evidence",
+}
+
 #: Stats names that are totals, not skipped or damaged input.
 TOTAL_KEYS = ("packets", "bytes")
 
-#: Below this console width the connection table drops its less important columns.
-WIDE = 140
+#: Cells between two columns of every table here (padding plus divider, or two paddings).
+GAP = 2
 
 
 def literal(value: object, style: str = "") -> Text:
@@ -110,6 +124,80 @@ def endpoint(host: str, port: int, proto: str) -> str:
     return h if proto == "unknown_transport" else f"{h}:{port}"
 
 
+def lines(*parts: str, style: str = "") -> Text:
+    """Several literal values, one per line of a cell (each line is kept whole)."""
+    return Text("\n").join(literal(p, style) for p in parts) if parts else literal("-", style)
+
+
+def programs(processes: Sequence[Mapping] | None) -> Text:
+    """``pid/name`` of each process, one per line: a name may hold commas or spaces."""
+    return lines(*(f"{p['pid']}/{p['name']}" for p in processes or ()))
+
+
+@dataclass(slots=True)
+class Column:
+    """One column a table may show. A cell is never split (an address:port, a pid/program,
+    a number): the column is as wide as its widest line, or left out."""
+
+    header: str
+    cells: list[Text]
+    justify: str = "left"
+    max_width: int | None = None  # free text (a history) longer than this is folded
+
+    def need(self) -> int:
+        """Cells this column takes on screen without splitting what must stay whole."""
+        widest = max([cell_len(h) for h in self.header.split("\n")]
+                     + [cell_len(line) for cell in self.cells for line in cell.plain.split("\n")])
+        return widest if self.max_width is None else min(widest, self.max_width)
+
+
+def fit(columns: Mapping[str, Column], layouts: Sequence[Sequence[str]], width: int) -> list[str]:
+    """The first layout (column names, richest first; names not in `columns` are skipped)
+    whose columns fit in `width` without splitting a cell; the last one if none does."""
+    need = {name: col.need() for name, col in columns.items()}
+    chosen: list[str] = []
+    for layout in layouts:
+        chosen = [name for name in layout if name in columns]
+        if sum(need[n] for n in chosen) + GAP * (len(chosen) - 1) <= width:
+            break
+    return chosen
+
+
+def reductions(full: Sequence[str], steps: Sequence[Callable[[list[str]], list[str]]]
+               ) -> list[list[str]]:
+    """`full`, then `full` with the first step applied, the first two, ...: layouts for `fit`."""
+    out = [list(full)]
+    for step in steps:
+        out.append(step(list(out[-1])))
+    return out
+
+
+def drop(*names: str) -> Callable[[list[str]], list[str]]:
+    """A reduction step: leave out these columns."""
+    return lambda layout: [n for n in layout if n not in names]
+
+
+def swap(old: str, *new: str) -> Callable[[list[str]], list[str]]:
+    """A reduction step: show `old` in a shorter form (one or more columns in its place)."""
+    def step(layout: list[str]) -> list[str]:
+        return [m for n in layout for m in (new if n == old else (n,))]
+    return step
+
+
+def fitted_table(columns: Mapping[str, Column], names: Sequence[str], **table_args) -> Table:
+    """A rich Table of the named columns; cells that must stay whole are `no_wrap`."""
+    table = Table(**table_args)
+    for name in names:
+        col = columns[name]
+        table.add_column(Text(col.header), justify=col.justify,  # type: ignore[arg-type]
+                         no_wrap=col.max_width is None, overflow="fold",
+                         max_width=col.max_width)
+    rows = len(next(iter(columns.values())).cells) if columns else 0
+    for i in range(rows):
+        table.add_row(*(columns[n].cells[i] for n in names))
+    return table
+
+
 def _utc(ts: float, wide: bool) -> str:
     """Packet time in UTC; a timestamp no calendar can show (corrupt file) stays a number."""
     try:
@@ -120,12 +208,19 @@ def _utc(ts: float, wide: bool) -> str:
 
 
 def _count_table(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]],
-                 styles: Mapping[int, Callable[[object], str]] | None = None) -> Table:
-    """A small summary table; column 0 is left-aligned, the rest right-aligned numbers."""
+                 styles: Mapping[int, Callable[[object], str]] | None = None,
+                 empty: str = "none") -> RenderableType:
+    """A small summary table; column 0 is left-aligned, the rest right-aligned numbers.
+    Without rows, the title and `empty` (a table of headers only says nothing)."""
+    if not rows:
+        return Group(Text(title, style="bold"), Text(empty, style="dim"))
+    # At least as wide as its title, so the title never wraps over a narrow table.
     table = Table(title=title, title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, padding=(0, 1, 0, 0), expand=False)
+                  pad_edge=False, padding=(0, 1, 0, 0), expand=False, min_width=len(title))
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i == 0 or h == "meaning" else "right")
+        # column 0 holds a host, a state or an event name: kept whole
+        table.add_column(h, justify="left" if i == 0 or h == "meaning" else "right",
+                         no_wrap=i == 0)
     for row in rows:
         cells = []
         for i, v in enumerate(row):
@@ -153,10 +248,10 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
         proto_conns[c.proto] += 1
         proto_pkts[c.proto] += c.orig_pkts + c.resp_pkts
         proto_bytes[c.proto] += c.orig_ip_bytes + c.resp_ip_bytes
-        talker_bytes[c.orig_h] += c.orig_ip_bytes + c.resp_ip_bytes
-        talker_bytes[c.resp_h] += c.orig_ip_bytes + c.resp_ip_bytes
-        talker_conns[c.orig_h] += 1
-        talker_conns[c.resp_h] += 1
+        # a host talking to itself (both ends) counts once for that host
+        for host in {c.orig_h, c.resp_h}:
+            talker_bytes[host] += c.orig_ip_bytes + c.resp_ip_bytes
+            talker_conns[host] += 1
     proto_rows = [(p.replace("unknown_transport", "other"), n, proto_pkts[p],
                    human_bytes(proto_bytes[p]))
                   for p, n in proto_conns.most_common()]
@@ -184,10 +279,21 @@ def summary(conns: list[Conn], stats: Mapping[str, int], width: int) -> Renderab
 
     parts: list[RenderableType] = [
         _count_table("Input", ("", "total"), input_rows),
-        _count_table("By state", state_headers, state_rows, {0: state_style}),
-        _count_table("By protocol", ("proto", "conns", "pkts", "IP bytes"), proto_rows),
-        _count_table(f"Top {top} talkers", ("host", "conns", "IP bytes"), talker_rows),
+        _count_table("By state", state_headers, state_rows, {0: state_style},
+                     empty="no connections"),
+        _count_table("By protocol", ("proto", "conns", "pkts", "IP bytes"), proto_rows,
+                     empty="no connections"),
+        _count_table(f"Top {top} talkers", ("host", "conns", "IP bytes"), talker_rows,
+                     empty="no connections"),
     ]
+    # Records of `live`, or `read` of a `live -w` recording, carry the kernel's verdict.
+    by_verdict = Counter(c.verdict for c in conns if c.verdict)
+    if by_verdict:
+        verdict_rows = [(v, n, VERDICT_MEANINGS.get(v, "")) if width >= 100 else (v, n)
+                        for v, n in by_verdict.most_common()]
+        verdict_headers = ("verdict", "conns", "meaning") if width >= 100 else ("verdict", "conns")
+        parts.append(_count_table("By verdict", verdict_headers, verdict_rows,
+                                  {0: lambda v: VERDICT_STYLE.get(str(v), "")}))
     if alert_rows:
         parts.append(_count_table("Alerts", ("kind", "alerts"), alert_rows,
                                   {0: lambda _v: "red"}))
@@ -205,53 +311,80 @@ def _proto_label(c: Conn) -> str:
     return f"ip/{c.ip_proto}" if c.proto == "unknown_transport" else c.proto
 
 
+#: The connection table's columns, left to right, when the console is wide enough.
+CONN_COLUMNS = ("start", "proto", "originator", "responder", "state", "history", "dur",
+                "orig bytes", "resp bytes", "pkts", "verdict", "process", "uid")
+
+#: What goes first as the console narrows (docs/read.md): an address:port or a pid/program is
+#: never split; when even the two endpoints do not fit side by side, the responder goes under
+#: the originator and the steps start again.
+CONN_STEPS_SIDE = (drop("uid"), drop("pkts"), swap("start", "time"),
+                   swap("orig bytes", "bytes"), swap("resp bytes"), drop("dur"),
+                   drop("time"), drop("history"), drop("bytes"))
+CONN_STEPS_STACKED = CONN_STEPS_SIDE + (drop("state"), drop("process"), drop("verdict"),
+                                        drop("proto"))
+
+
+def _conn_columns(shown: Sequence[Conn]) -> dict[str, Column]:
+    """Every column the connection table may show, for these rows; verdict and process only
+    when the records carry them (`live`, or `read` of a `live -w` recording)."""
+    orig = [endpoint(c.orig_h, c.orig_p, c.proto) for c in shown]
+    resp = [endpoint(c.resp_h, c.resp_p, c.proto) for c in shown]
+    cols = {
+        "start": Column("start", [literal(_utc(c.ts, True), "dim") for c in shown]),
+        "time": Column("time", [literal(_utc(c.ts, False), "dim") for c in shown]),
+        "proto": Column("proto", [literal(_proto_label(c)) for c in shown]),
+        "originator": Column("originator", [literal(o) for o in orig]),
+        "responder": Column("responder", [literal(r) for r in resp]),
+        "ends": Column("originator\n→ responder",
+                       [lines(o, f"→ {r}") for o, r in zip(orig, resp)]),
+        "state": Column("state", [literal(c.conn_state, STATE_STYLES.get(c.conn_state, ""))
+                                  for c in shown]),
+        "history": Column("history", [literal(c.history or "-") for c in shown],
+                          max_width=12),
+        "dur": Column("dur", [literal(human_duration(c.duration)) for c in shown], "right"),
+        "orig bytes": Column("orig bytes", [literal(human_bytes(c.orig_bytes)) for c in shown],
+                             "right"),
+        "resp bytes": Column("resp bytes", [literal(human_bytes(c.resp_bytes)) for c in shown],
+                             "right"),
+        "bytes": Column("bytes o/r", [literal(f"{short_bytes(c.orig_bytes)}/"
+                                              f"{short_bytes(c.resp_bytes)}"
+                                              if c.orig_bytes is not None else "-")
+                                      for c in shown], "right"),
+        "pkts": Column("pkts o/r", [literal(f"{c.orig_pkts}/{c.resp_pkts}") for c in shown],
+                       "right"),
+        "uid": Column("uid", [literal(c.uid, "dim") for c in shown]),
+    }
+    if any(c.verdict for c in shown):
+        cols["verdict"] = Column("verdict", [literal(c.verdict or "-",
+                                                     VERDICT_STYLE.get(c.verdict or "", ""))
+                                             for c in shown])
+    if any(c.processes for c in shown):
+        cols["process"] = Column("process", [programs(c.processes) for c in shown])
+    return cols
+
+
+def conn_layouts() -> list[list[str]]:
+    """The connection table's layouts for `fit`, richest first (see CONN_STEPS_SIDE)."""
+    side = reductions(CONN_COLUMNS, CONN_STEPS_SIDE)
+    stacked = [["ends" if n == "originator" else n for n in CONN_COLUMNS if n != "responder"]]
+    return side + reductions(stacked[0], CONN_STEPS_STACKED)
+
+
 def conn_table(conns: list[Conn], width: int, max_rows: int | None = None) -> Table:
-    """One row per connection. Columns are dropped as the console narrows: below 100 there is
-    no time or duration, below `WIDE` bytes are combined and there are no packets or uid.
+    """One row per connection, with the columns that fit in `width` (see CONN_STEPS_SIDE).
     Times are shown to the millisecond; the exact values are in the zeek/json outputs."""
-    wide, medium = width >= WIDE, width >= 100
     shown = conns if max_rows is None else conns[:max_rows]
     title = f"Connections ({len(conns)})"
     if len(shown) < len(conns):
         title += f", first {len(shown)} shown"
-    table = Table(title=title, title_style="bold", caption="times UTC" if medium else None,
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
-                  padding=(0, 1, 0, 0), expand=False)
-    if medium:
-        table.add_column("start" if wide else "time", no_wrap=True)
-    table.add_column("proto", no_wrap=True)
-    table.add_column("originator", overflow="fold", min_width=15)
-    table.add_column("responder", overflow="fold", min_width=15)
-    table.add_column("state", no_wrap=True)
-    table.add_column("history", overflow="fold", max_width=12)
-    if medium:
-        table.add_column("dur", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("orig bytes", justify="right", no_wrap=True)
-        table.add_column("resp bytes", justify="right", no_wrap=True)
-        table.add_column("pkts o/r", justify="right", no_wrap=True)
-        table.add_column("uid", overflow="fold", style="dim")
-    else:
-        table.add_column("bytes o/r", justify="right", no_wrap=True)
-    for c in shown:
-        cells = [literal(_utc(c.ts, wide), "dim")] if medium else []
-        cells += [
-            literal(_proto_label(c)),
-            literal(endpoint(c.orig_h, c.orig_p, c.proto)),
-            literal(endpoint(c.resp_h, c.resp_p, c.proto)),
-            literal(c.conn_state, STATE_STYLES.get(c.conn_state, "")),
-            literal(c.history or "-"),
-        ]
-        if medium:
-            cells.append(literal(human_duration(c.duration)))
-        if wide:
-            cells += [literal(human_bytes(c.orig_bytes)), literal(human_bytes(c.resp_bytes)),
-                      literal(f"{c.orig_pkts}/{c.resp_pkts}"), literal(c.uid, "dim")]
-        else:
-            cells.append(literal(f"{short_bytes(c.orig_bytes)}/{short_bytes(c.resp_bytes)}"
-                                 if c.orig_bytes is not None else "-"))
-        table.add_row(*cells)
-    return table
+    columns = _conn_columns(shown)
+    names = fit(columns, conn_layouts(), width)
+    timed = "start" in names or "time" in names
+    return fitted_table(columns, names, title=title, title_style="bold",
+                        caption="times UTC" if timed else None, box=box.SIMPLE_HEAD,
+                        show_edge=False, pad_edge=False, header_style="bold",
+                        padding=(0, 1, 0, 0), expand=False)
 
 
 def render(conns: list[Conn], stats: Mapping[str, int], console: Console, *,
@@ -259,6 +392,10 @@ def render(conns: list[Conn], stats: Mapping[str, int], console: Console, *,
     """Print the summary, then the connection table (at most `max_rows` rows; None = all)."""
     width = console.width
     console.print(summary(conns, stats, width))
+    from sniffer.stats import checksum_warning  # many bad checksums: say why, name -C
+    warning = checksum_warning(stats)
+    if warning:
+        console.print(Text(warning, style="yellow"))
     console.print()
     if conns:
         console.print(conn_table(conns, width, max_rows))

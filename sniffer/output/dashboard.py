@@ -3,12 +3,14 @@
 A header (interface, packet rate, kernel drops, active connections, verdicts worth attention),
 the busiest active connections with their owner and provisional verdict, and the latest
 finished connections that nobody accounts for, and (with `--detect`/`--alerts`) the latest
-alerts with the connection they belong to. Built for 80 columns and wider; every string
-that comes from packets or processes is shown literally.
+alerts with the connection they belong to. Built for 80 columns and wider: columns are left
+out as the terminal narrows, an address:port or a pid/program is never split (docs/live.md);
+every string that comes from packets or processes is shown literally.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 
 from rich.console import Console, Group
@@ -17,11 +19,61 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from sniffer.output.console import literal
+from sniffer.output.console import (VERDICT_STYLE, Column, drop, endpoint, fit, fitted_table,
+                                    literal, programs, reductions)
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
-VERDICT_STYLE = {"attributed": "green", "kernel": "cyan", "refused": "yellow",
-                 "unattributed": "bold red", "not-local": "dim", "unknown": "magenta"}
+
+#: conn_state values of a TCP connection that is over (closed by FIN both ways, reset,
+#: refused) but still in the flow table until Zeek's close delay has passed: not active.
+CLOSED_STATES = frozenset({"SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR"})
+
+#: Active-connection columns, and what goes first as the terminal narrows (docs/live.md):
+#: bytes, then the protocol; then the responder goes under the originator and the steps
+#: start again, the process last of all.
+ACTIVE_COLUMNS = ("proto", "originator", "responder", "bytes", "process", "verdict")
+ACTIVE_STEPS = (drop("bytes"), drop("proto"))
+ACTIVE_STEPS_STACKED = ACTIVE_STEPS + (drop("process"),)
+
+#: Cells a panel's border and padding take from the terminal's width.
+PANEL_EDGES = 4
+
+#: The most active connections judged for a frame: the busiest (a busy host may hold 100,000).
+JUDGED = 1000
+
+#: Verdicts of finished connections listed under "needs attention" (sniffer.live.Live.emit).
+ATTENTION = ("unattributed", "refused", "unknown")
+
+
+def _end(host: str | None, port: int | None) -> str:
+    """An alert's endpoint: ``*`` for what it does not name, IPv6 in brackets."""
+    h = "*" if not host else f"[{host}]" if ":" in host else host
+    return f"{h}:{'*' if port is None else port}"
+
+
+def active_layouts() -> list[list[str]]:
+    """The active-connection table's layouts for `fit`, richest first."""
+    stacked = ["ends" if n == "originator" else n for n in ACTIVE_COLUMNS if n != "responder"]
+    return reductions(ACTIVE_COLUMNS, ACTIVE_STEPS) + reductions(stacked, ACTIVE_STEPS_STACKED)
+
+
+def active_columns(records: list) -> dict[str, Column]:
+    """The active-connection columns for these (provisionally judged) records."""
+    orig = [endpoint(r.orig_h, r.orig_p, r.proto) for r in records]
+    resp = [endpoint(r.resp_h, r.resp_p, r.proto) for r in records]
+    return {
+        "proto": Column("proto", [literal(r.proto) for r in records]),
+        "originator": Column("originator", [literal(o) for o in orig]),
+        "responder": Column("responder", [literal(x) for x in resp]),
+        "ends": Column("originator\n→ responder",
+                       [Text("\n").join([literal(o), literal(f"→ {x}")])
+                        for o, x in zip(orig, resp)]),
+        "bytes": Column("bytes", [literal(f"{r.orig_ip_bytes + r.resp_ip_bytes:,}")
+                                  for r in records], "right"),
+        "process": Column("process", [programs(r.processes) for r in records]),
+        "verdict": Column("verdict", [literal(r.verdict or "-", VERDICT_STYLE.get(r.verdict, ""))
+                                      for r in records]),
+    }
 
 
 class Dashboard:
@@ -56,42 +108,64 @@ class Dashboard:
         self._last, self._last_packets = now, packets
         self._rich.update(self.render(live), refresh=True)
 
-    def render(self, live) -> Group:
+    def render(self, live, width: int | None = None) -> Group:
+        """One frame. Connections over (closed by FIN, reset) but not yet expired are counted
+        as done, not active; "unattributed" counts what the two boxes below can show: the
+        active connections judged unattributed now (of the JUDGED busiest: ``≥N`` when more
+        are open), and the finished ones judged so."""
         table = live.table
-        active = sorted(table.conns.values(),
-                        key=lambda c: c.orig_ip_bytes + c.resp_ip_bytes, reverse=True)
-        attention = sum(1 for c in live.recent if c.verdict == "unattributed")
+        width = (width or self._rich.console.width) - PANEL_EDGES
+        active, closing = [], 0
+        for c in table.conns.values():
+            if c.conn_state() in CLOSED_STATES:
+                closing += 1
+            else:
+                active.append(c)
+        # The busiest first; at most JUDGED of them judged a frame (about 16 µs each).
+        busiest = heapq.nlargest(JUDGED, active, key=lambda c: c.orig_ip_bytes + c.resp_ip_bytes)
+        records = []
+        for c in busiest:
+            rec = table.record(c)  # a provisional record, judged against the kernel as of now
+            live.view.judge(rec)
+            records.append(rec)
+        unattributed = (sum(1 for r in records if r.verdict == "unattributed")
+                        + live.verdicts.get("unattributed", 0))
+        at_least = "≥" if len(busiest) < len(active) else ""  # some were not judged
         ks = live.capture.kernel_stats()
         head = Text.assemble(
             ("sniffer live ", "bold"), literal(live.capture.interface, "bold cyan"),
             f"  {self._rate:,.0f} pkt/s  drops {ks.get('dropped', 0)}  "
-            f"active {len(table.conns)}  done {live.finished}  ",
-            (f"unattributed {attention}", "bold red" if attention else "green"))
-        conns = Table(box=None, expand=True, header_style="bold", pad_edge=False)
-        conns.add_column("proto", no_wrap=True)
-        conns.add_column("originator", overflow="fold")
-        conns.add_column("responder", overflow="fold")
-        conns.add_column("bytes", justify="right", no_wrap=True)
-        conns.add_column("process", overflow="fold")
-        conns.add_column("verdict", no_wrap=True)
-        for c in active[: self.rows]:
-            rec = table.record(c)  # a provisional record, judged against the kernel as of now
-            live.view.judge(rec)
-            proc = ",".join(f"{p['pid']}/{p['name']}" for p in rec.processes or []) or "-"
-            conns.add_row(literal(rec.proto), literal(f"{rec.orig_h}:{rec.orig_p}"),
-                          literal(f"{rec.resp_h}:{rec.resp_p}"),
-                          f"{rec.orig_ip_bytes + rec.resp_ip_bytes:,}", literal(proc),
-                          Text(rec.verdict or "-", style=VERDICT_STYLE.get(rec.verdict, "")))
-        recent = Table(box=None, expand=True, show_header=False, pad_edge=False)
-        recent.add_column(overflow="fold")
-        for c in reversed(live.recent[-6:]):
-            line = Text.assemble((f"{c.verdict:<13}", VERDICT_STYLE.get(c.verdict, "")),
-                                 literal(f"{c.proto} {c.orig_h}:{c.orig_p} -> {c.resp_h}:{c.resp_p} "),
-                                 literal("; ".join(c.evidence or []), "dim"))
-            recent.add_row(line)
-        panels = [head, Panel(conns, title="active connections", title_align="left"),
-                  Panel(recent or Text("nothing unaccounted for", style="green"),
-                        title="needs attention", title_align="left")]
+            f"active {len(active)}  done {live.finished + closing}  ",
+            (f"unattributed {at_least}{unattributed}", "bold red" if unattributed else "green"))
+        shown = records[: self.rows]
+        names = fit(active_columns(shown), active_layouts(), width)
+        if "ends" in names:  # two lines a connection: half as many fit on the screen
+            shown = shown[: max(1, self.rows // 2)]
+        conns = fitted_table(active_columns(shown), names, box=None, expand=True,
+                             header_style="bold", pad_edge=False)
+        title = "active connections"
+        if len(shown) < len(active):
+            title += f" ({len(shown)} busiest of {len(active)})"
+        panels = [head, Panel(conns if shown else Text("no active connections", style="dim"),
+                              title=title, title_align="left")]
+        if live.recent:
+            recent = Table(box=None, expand=True, show_header=False, pad_edge=False)
+            recent.add_column(overflow="fold")
+            for c in reversed(live.recent[-6:]):
+                recent.add_row(Text.assemble(
+                    (f"{c.verdict:<13}", VERDICT_STYLE.get(c.verdict, "")),
+                    literal(f"{c.proto} {endpoint(c.orig_h, c.orig_p, c.proto)} -> "
+                            f"{endpoint(c.resp_h, c.resp_p, c.proto)} "),
+                    literal("; ".join(c.evidence or []), "dim")))
+            # live.recent keeps the latest few; live.verdicts counts every finished record
+            total = sum(live.verdicts.get(v, 0) for v in ATTENTION)
+            shown_recent = min(len(live.recent), 6)
+            title = "needs attention" + (f" (latest {shown_recent} of {total})"
+                                         if total > shown_recent else "")
+            panels.append(Panel(recent, title=title, title_align="left"))
+        else:
+            panels.append(Panel(Text("nothing unaccounted for", style="green"),
+                                title="needs attention", title_align="left"))
         if live.detectors is not None:
             panels.append(self._alerts(live.detectors.alerts))
         return Group(*panels)
@@ -102,8 +176,7 @@ class Dashboard:
         lines = Table(box=None, expand=True, show_header=False, pad_edge=False)
         lines.add_column(overflow="fold")
         for a in alerts[-rows:][::-1]:
-            where = f"{a.proto or '-'} {a.src or '*'}:{a.sport if a.sport is not None else '*'}" \
-                    f" -> {a.dst or '*'}:{a.dport if a.dport is not None else '*'}"
+            where = f"{a.proto or '-'} {_end(a.src, a.sport)} -> {_end(a.dst, a.dport)}"
             repeats = a.evidence.get("repeats")
             lines.add_row(Text.assemble(
                 literal(f"{a.severity:<7}", SEVERITY_STYLE.get(a.severity, "")),

@@ -23,6 +23,10 @@ def to_dict(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> dict[str, Any
             if conn.processes:
                 obj[name] = conn.processes
             continue
+        if name == "evidence":  # a list of sentences in JSON (one joined string in TSV)
+            if conn.evidence:
+                obj[name] = [str(e) for e in conn.evidence]
+            continue
         value = field_value(conn, name)
         if value is None:
             continue

@@ -147,8 +147,8 @@ class LineFile(_WholeFile):
 class BlockFile(_WholeFile):
     """A binary sink for writers that hand over whole blocks (pcapng: one block a write)."""
 
-    def __init__(self, path: str, buffer: int = 1 << 16) -> None:
-        super().__init__(path, None, buffer)
+    def __init__(self, path: str | None, buffer: int = 1 << 16, *, fd: int | None = None) -> None:
+        super().__init__(path, fd, buffer)
         self._ends: list[int] = []  # where each buffered block ends, within the chunk
         self._last_ends: list[int] = []  # the same, for the chunk being written
 
@@ -167,14 +167,16 @@ class BlockFile(_WholeFile):
 class StdoutLines:
     """Standard output with the same failure contract as LineFile (no cutting back: stdout may
     be a pipe or a file opened for appending); a closed pipe stays BrokenPipeError, which the
-    command line treats as the reader having had enough (`sniffer read x | head`)."""
+    command line treats as the reader having had enough (`sniffer read x | head`).
+    `binary`: for pcapng blocks (`live -w -`), through sys.stdout.buffer."""
 
-    def __init__(self) -> None:
+    def __init__(self, binary: bool = False) -> None:
         import sys
-        self._out = sys.stdout
+        self._out = sys.stdout.buffer if binary else sys.stdout
         self.trailer = None
+        self.name = "stdout"
 
-    def write(self, text: str) -> int:
+    def write(self, text: str | bytes) -> int:
         try:
             return self._out.write(text)
         except BrokenPipeError:
@@ -197,16 +199,39 @@ class StdoutLines:
         return self._out.isatty()
 
 
-def stdout_lines() -> LineFile | StdoutLines:
-    """Standard output as a LineFile when it is a regular file we may cut back (`> out.log`),
-    else through sys.stdout (a pipe, a terminal, or a test's capture)."""
+def stdout_lines(binary: bool = False) -> LineFile | BlockFile | StdoutLines:
+    """Standard output as a LineFile (a BlockFile if `binary`) when it is a regular file we may
+    cut back (`> out.log`), else through sys.stdout (a pipe, a terminal, or a test's capture)."""
     import fcntl
     import sys
     try:
         fd = sys.stdout.fileno()
         if stat.S_ISREG(os.fstat(fd).st_mode) and not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
             sys.stdout.flush()
-            return LineFile(None, fd=fd)
+            return BlockFile(None, fd=fd) if binary else LineFile(None, fd=fd)
     except (OSError, ValueError, AttributeError):  # no real descriptor behind sys.stdout
         pass
-    return StdoutLines()
+    return StdoutLines(binary)
+
+
+def open_lines(path: str) -> LineFile | StdoutLines:
+    """An output file named on the command line; '-' is standard output, as for tcpdump -w."""
+    return stdout_lines() if path == "-" else LineFile(path)  # type: ignore[return-value]
+
+
+def check_writable(path: str) -> None:
+    """Refuse now, with the system's reason, an output path that could not be created later,
+    without creating it (`read` opens its log only once there is something to write)."""
+    import errno as e
+    try:
+        if os.path.isdir(path):
+            raise OSError(e.EISDIR, os.strerror(e.EISDIR))
+        target, mode = (path, os.W_OK) if os.path.exists(path) else \
+            (os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK)
+        os.stat(target)  # a missing directory, or one we may not look into, says so here
+        if not os.access(target, mode):
+            readonly = os.statvfs(target).f_flag & os.ST_RDONLY
+            code = e.EROFS if readonly else e.EACCES
+            raise OSError(code, os.strerror(code))
+    except OSError as exc:
+        raise SnifferError(f"{path}: cannot write: {exc.strerror}") from None

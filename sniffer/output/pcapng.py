@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import sys
 import time
 from typing import BinaryIO
 
@@ -32,7 +31,6 @@ SHB, IDB, EPB = 0x0A0D0D0A, 1, 6
 #: Custom Block that pcapng rewriters (editcap, mergecap) may copy into new files: our records
 #: describe the packets, so they stay meaningful after cutting or merging the capture.
 CUSTOM_COPYABLE = 0x00000BAD
-CUSTOM_NOCOPY = 0x40000BAD
 #: The Private Enterprise Number that marks our Custom Blocks. The pcapng spec requires an
 #: IANA-assigned PEN and reserves none for private or experimental use; sniffer has no PEN of
 #: its own (yet), so it uses 32473, the PEN IANA assigned for documentation and examples
@@ -96,9 +94,10 @@ class PcapngWriter:
     def __init__(self, path_or_file: str | os.PathLike | BinaryIO,
                  buffering: int = 1 << 16) -> None:
         if isinstance(path_or_file, (str, os.PathLike)):
-            if os.fspath(path_or_file) == "-":
-                self._f: BinaryIO = sys.stdout.buffer
-                self._owned = False
+            if os.fspath(path_or_file) == "-":  # as LineFile or BlockFile, but not closed
+                from sniffer.output.outfile import stdout_lines
+                self._f: BinaryIO = stdout_lines(binary=True)  # type: ignore[assignment]
+                self._owned = True
             else:  # a full disk cuts the file back to its last whole block (BlockFile)
                 from sniffer.output.outfile import BlockFile
                 self._f = BlockFile(os.fspath(path_or_file), buffering)  # type: ignore[assignment]

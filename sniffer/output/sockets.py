@@ -58,7 +58,7 @@ def render(rows: list[KernelSocket], out: TextIO, *, numeric: bool, processes: b
     table = [tuple(r[i] for i in keep) for r in (_row(s, numeric) for s in rows)]
     headers = tuple(HEADERS[i] for i in keep)
     if out.isatty():
-        _rich(headers, table, out)
+        _rich(headers, table, out, [s.processes for s in rows])
     else:
         _text(headers, table, out)
 
@@ -75,30 +75,64 @@ def _text(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -
     out.write("\n".join([fmt(*headers)] + [fmt(*r) for r in table]) + "\n")
 
 
-def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
-    from rich.console import Console
-    from rich.table import Table
+#: What the terminal table leaves out first as it narrows (docs/sockets.md): the queues, the
+#: user; then the foreign address goes under the local one and the steps go on with the
+#: namespace, the state, the protocol. An address:port or a pid/program is never split.
+RICH_STEPS = ((("Recv-Q", "Send-Q"), False), (("User",), False), ((), True), (("Netns",), True),
+              (("State",), True), (("Proto",), True), (("PID/Program name",), True))
+STACKED = "Local Address\n→ Foreign Address"
 
-    from sniffer.output.console import literal
-    t = Table(box=None, header_style="bold", pad_edge=False)
-    for i, h in enumerate(headers):
-        t.add_column(h, justify="right" if i in (1, 2) else "left", overflow="fold")
-    for r in table:
-        t.add_row(*(literal(c) for c in r))
+
+def _layouts(headers: tuple[str, ...]) -> list[list[str]]:
+    """The table's layouts for `console.fit`, richest first."""
+    gone: set[str] = set()
+    out = []
+    for names, stacked in ((), False), *RICH_STEPS:
+        gone.update(names)
+        cols = [h for h in headers if h not in gone]
+        if stacked:
+            cols = [STACKED if h == "Local Address" else h for h in cols if h != "Foreign Address"]
+        out.append(cols)
+    return out
+
+
+def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO,
+          processes: list[list[dict] | None]) -> None:
+    from rich.console import Console
+
+    from sniffer.output.console import Column, fit, fitted_table, lines, literal, programs
+    cells = {h: [literal(r[i]) for r in table] for i, h in enumerate(headers)}
+    if "PID/Program name" in cells:  # one pid/program a line: a name may hold a comma
+        cells["PID/Program name"] = [programs(p) if p else cell
+                                     for p, cell in zip(processes, cells["PID/Program name"])]
+    columns = {h: Column(h, cells[h], "right" if h in ("Recv-Q", "Send-Q") else "left")
+               for h in headers}
+    columns[STACKED] = Column(STACKED, [
+        lines(r[headers.index("Local Address")], "→ " + r[headers.index("Foreign Address")])
+        for r in table])
+    console = Console(file=out, highlight=False, markup=False, emoji=False)
+    names = fit(columns, _layouts(headers), console.width)
     # Every cell is a `literal` Text (controls escaped, never parsed as markup); markup and
     # highlighting are off as well, so nothing added later as a plain string is restyled.
-    Console(file=out, highlight=False, markup=False, emoji=False).print(t)
+    console.print(fitted_table(columns, names, box=None, header_style="bold", pad_edge=False))
 
 
-def watch_line(event: str, rec: dict, *, numeric: bool) -> str:
-    """One line per watch event, for people."""
-    if event in ("watching", "resync"):
-        return f"{event}: " + escape_controls(" ".join(f"{k}={v}" for k, v in rec.items()))
+def watch_time(ts: float) -> str:
+    """A watch line's time: local date and time to the millisecond (JSON has the epoch)."""
+    import time
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def watch_line(event: str, rec: dict, *, numeric: bool, ts: float | None = None) -> str:
+    """One line per watch event, for people (starting with its time when `ts` is given)."""
+    when = f"{watch_time(ts)} " if ts is not None else ""
+    if event in ("watching", "resync", "netns-new", "netns-gone"):
+        return when + f"{event}: " + escape_controls(" ".join(f"{k}={v}" for k, v in rec.items()))
     local = endpoint(rec["local_addr"], rec["local_port"], rec["proto"], numeric, False)
     remote = endpoint(rec["remote_addr"], rec["remote_port"], rec["proto"], numeric, True)
     procs = ",".join(f"{p['pid']}/{p['name']}" for p in rec.get("processes") or []) or "-"
     extra = ""
     if "bytes_received" in rec:
         extra = f" rx={rec['bytes_received']} tx={rec.get('bytes_acked', 0)}"
-    return escape_controls(f"{event:8} {rec['proto']:7} {local:>28} {remote:<28} {rec['state']:12} "
-                           f"{procs} [{rec['netns']}]{extra}")
+    return when + escape_controls(f"{event:8} {rec['proto']:7} {local:>28} {remote:<28} "
+                                  f"{rec['state']:12} {procs} [{rec['netns']}]{extra}")

@@ -20,6 +20,7 @@ SEPARATOR = "\t"
 SET_SEPARATOR = ","
 EMPTY_FIELD = "(empty)"
 UNSET_FIELD = "-"
+EVIDENCE_SEPARATOR = "; "  # between the sentences of `evidence` in TSV (none contains it)
 
 #: Zeek's 22 default conn.log fields, in Zeek's order.
 ZEEK_FIELDS: tuple[str, ...] = (
@@ -47,7 +48,7 @@ FIELD_TYPES: dict[str, str] = {
     "orig_ip_bytes": "count", "resp_pkts": "count", "resp_ip_bytes": "count",
     "tunnel_parents": "set[string]", "ip_proto": "count", "community_id": "string",
     "orig_l2_addr": "string", "resp_l2_addr": "string",
-    "verdict": "string", "evidence": "vector[string]", "processes": "vector[string]",
+    "verdict": "string", "evidence": "string", "processes": "vector[string]",
     "user": "string", "netns": "string", "container": "string",
 }
 
@@ -73,7 +74,9 @@ def field_value(conn: Conn, name: str) -> Any:
     if name == "processes":
         return [f"{p['pid']}/{p['name']}" for p in conn.processes] if conn.processes else None
     if name == "evidence":
-        return conn.evidence or None
+        # One string, sentences joined by "; ": as a vector, Zeek's ',' set separator would
+        # turn every comma inside a sentence into \x2c for zeek-cut (JSON keeps the list).
+        return EVIDENCE_SEPARATOR.join(conn.evidence) if conn.evidence else None
     if name not in FIELD_TYPES:
         raise ValueError(f"unknown conn.log field {name!r}")
     return getattr(conn, name)
