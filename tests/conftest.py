@@ -2,6 +2,7 @@
 is looked for); session summaries shown on success too: the Zeek corpus acceptance test, and
 the counts of the robustness tests (fuzzing, property-based tests, the mutation sweep)."""
 
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +18,18 @@ def pytest_configure(config) -> None:
     """Stop before collection, with one line, when the reference corpus is not there."""
     if problem := sharedkit.missing():
         raise pytest.UsageError(problem)
+    _default_signals()
+
+
+def _default_signals() -> None:
+    """A suite started in the background (`cmd &` in a script, nohup) inherits SIGINT, SIGQUIT
+    or SIGHUP ignored, and so would every sniffer it starts: the tests that stop one with
+    those signals would wait in vain. Give this process (and so its children) the defaults."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.fixture

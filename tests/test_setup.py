@@ -5,6 +5,7 @@ nobody and inside a namespace), and a clear message when the reference corpus is
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,28 @@ def test_nobody_runs_a_venv_kept_in_a_private_directory(root_only, tmp_path: Pat
     r = subprocess.run([python, "-c", driver], capture_output=True, text=True, timeout=60, cwd="/")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(venv), "65534"]
+
+
+def _ignored_in_a_child() -> set[str]:
+    """The signals a freshly started child process ignores (from /proc, as the kernel has it)."""
+    status = subprocess.run(["cat", "/proc/self/status"], capture_output=True, text=True).stdout
+    mask = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigIgn:")), 16)
+    return {signal.Signals(n).name for n in range(1, 65) if mask >> (n - 1) & 1
+            and n in {s.value for s in signal.Signals}}
+
+
+def test_children_get_the_default_signals() -> None:
+    """The sniffers the tests start and stop with SIGINT or SIGHUP do not ignore them."""
+    assert not _ignored_in_a_child() & {"SIGINT", "SIGHUP", "SIGQUIT", "SIGTERM"}
+
+
+def test_suite_started_in_the_background_still_interrupts_its_children() -> None:
+    """`pytest &` in a script or under nohup inherits SIGINT/SIGHUP ignored (as CI may start
+    it): the suite gives its children the defaults back."""
+    def ignore() -> None:
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"{Path(__file__).name}::test_children_get_the_default_signals"],
+                       cwd=TESTS, capture_output=True, text=True, timeout=120, preexec_fn=ignore)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr
