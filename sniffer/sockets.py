@@ -169,7 +169,6 @@ def _explain_blind_spots(raws, owners: Owners | None) -> None:
 def _watch(args, spaces, protos, families, keep) -> int:
     import json
     import signal
-
     import time
 
     from sniffer.kernel.watch import Watcher

@@ -31,6 +31,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,20 +64,40 @@ def small_disk(where: Path, size: str = "64k") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+class Drain:
+    """Reads a pty's master side in a thread until the child closes its side, so a chatty
+    child (a live display) never blocks on a full terminal; `text()` is what it wrote."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.chunks = fd, []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:  # EIO: the child closed its side
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def data(self, timeout: float = 10) -> bytes:
+        """Every byte so far, once the child closed its side (or after `timeout`)."""
+        self.thread.join(timeout)
+        return b"".join(self.chunks)
+
+    def text(self, timeout: float = 10) -> str:
+        return self.data(timeout).decode("utf-8", "replace")
+
+
 def read_terminal(pid: int, fd: int, timeout: float = 30) -> str:
     """Everything a `pty.fork()` child wrote to its terminal until it exited (decoded)."""
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:  # EIO: the child closed its side
-            break
-        if not data:
-            break
-        chunks.append(data)
+    drain = Drain(fd)
+    drain.thread.join(timeout)
     os.waitpid(pid, 0)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return drain.text()
 
 
 def can_run() -> str | None:

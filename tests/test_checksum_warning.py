@@ -13,13 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from netnskit import Drain
 from pcapkit import CORPUS, ETH, ROOT, write
 
 KXUN = CORPUS / "big" / "ndpi_1kxun.pcap"
@@ -83,29 +83,15 @@ def test_quiet_turns_both_lines_off(tmp_path):
 def test_table_on_a_terminal_shows_it_in_the_summary_only(tmp_path):
     """On a terminal the summary carries the warning; stderr does not repeat it there."""
     master, slave = os.openpty()
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child's side is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
+    drain = Drain(master)
     try:
         proc = subprocess.run([sys.executable, "-m", "sniffer", "read", str(KXUN), "--max-rows",
                                "3"], cwd=ROOT, stdout=slave, stderr=subprocess.PIPE, text=True,
                               timeout=300, env={**os.environ, "TERM": "dumb"})
     finally:
         os.close(slave)
-        reader.join(timeout=10)
+        screen = drain.text()
         os.close(master)
-    screen = b"".join(chunks).decode("utf-8", "replace")
     assert proc.returncode == 0 and proc.stderr == ""
     assert " ".join(WARNING.removeprefix("sniffer: ").split()) in " ".join(screen.split())
     assert "weird:bad_TCP_checksum" in screen and "409" in screen

@@ -61,14 +61,14 @@ def up(ns: NetNS, ifname: str, *cidrs: str) -> None:
 
 
 @contextmanager
-def pair():
-    """A (va: .1, ::1) and B (vb: .2, ::2), joined by a veth."""
+def pair(a4: str = A4, b4: str = B4, a6: str = A6, b6: str = B6):
+    """A (va: a4, a6) and B (vb: b4, b6), joined by a veth."""
     with ExitStack() as stack:
         a = stack.enter_context(NetNS("snfA"))
         b = stack.enter_context(NetNS("snfB"))
         veth(a, "va", b, "vb")
-        up(a, "va", f"{A4}/24", f"{A6}/64")
-        up(b, "vb", f"{B4}/24", f"{B6}/64")
+        up(a, "va", f"{a4}/24", f"{a6}/64")
+        up(b, "vb", f"{b4}/24", f"{b6}/64")
         yield a, b
 
 

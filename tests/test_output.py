@@ -14,19 +14,17 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from netnskit import PYTHON, NetNS, can_run
+from netnskit import PYTHON, Drain, NetNS, can_run
 from pcapkit import Session, write
 from sharedkit import CORPUS
-from test_live import client, read_recording, server, show, sniffing, up, veth
+from test_live import client, pair, read_recording, server, show, sniffing
 from sniffer.flows.conn import Conn
 from sniffer.output import console as con
 from sniffer.output import jsonl, zeek
@@ -360,20 +358,7 @@ def on_terminal(argv: list[str], cols: int, rows: int = 50, action=None,
             os.execvpe(argv[0], argv, dict(env, TERM="xterm-256color"))
         finally:
             os._exit(127)
-    chunks: list[bytes] = []
-
-    def read() -> None:  # a thread: a chatty live display never blocks on a full pty
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed its side
-                break
-            if not data:
-                break
-            chunks.append(data)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    drain = Drain(fd)
     try:
         if action is not None:
             time.sleep(2.0)
@@ -386,9 +371,8 @@ def on_terminal(argv: list[str], cols: int, rows: int = 50, action=None,
                 raise AssertionError(f"still running after {timeout} s")
             time.sleep(0.05)
     finally:
-        reader.join(10)
+        text = CSI.sub("", drain.text())
         os.close(fd)
-    text = CSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
     return os.waitstatus_to_exitcode(done[1]), [ln.rstrip("\r") for ln in text.split("\n")]
 
 
@@ -411,23 +395,11 @@ def assert_whole(lines: list[str], wanted: set[str], cols: int, what: str) -> No
     assert len(widest) <= cols, f"{what}: a line of {len(widest)} at {cols}: {widest!r}"
 
 
-@contextmanager
-def long_pair():
-    """A (va: A4L, A6L) and B (vb: B4L, B6L), joined by a veth: long IPv6 addresses."""
-    with ExitStack() as stack:
-        a = stack.enter_context(NetNS("snfA"))
-        b = stack.enter_context(NetNS("snfB"))
-        veth(a, "va", b, "vb")
-        up(a, "va", f"{A4L}/24", f"{A6L}/64")
-        up(b, "vb", f"{B4L}/24", f"{B6L}/64")
-        yield a, b
-
-
 @needs_netns
 def test_read_of_a_recording_on_a_terminal(tmp_path: Path) -> None:
     """`sniffer read` of a `live -w` recording: a verdict column (and a process column where
     it fits) and a verdict breakdown; every endpoint and pid/program whole, at 80, 100, 200."""
-    with long_pair() as (a, b):
+    with pair(A4L, B4L, A6L, B6L) as (a, b):
         server(b, SRV, [["tcp", 6, "::", 62976], ["udp", 6, "::", 62977],
                         ["tcp", 4, "0.0.0.0", 2024]])
         with sniffing(a, "va", tmp_path, record=True) as snf:
@@ -570,7 +542,7 @@ def test_live_dashboard_on_a_terminal(cols: int) -> None:
     """The dashboard at 80, 100 and 200 columns: endpoints whole and IPv6 in brackets; the
     header's "unattributed" agrees with the rows shown; a connection closed by FIN is done,
     not active; an empty "needs attention" box says so."""
-    with long_pair() as (a, b):
+    with pair(A4L, B4L, A6L, B6L) as (a, b):
         server(b, SRV, [["tcp", 6, "::", 62976]])
         server(b, SRV, [["tcp", 6, "::", 62978]], keep=False)
         b.spawn(SINK)

@@ -24,13 +24,12 @@ import signal
 import struct
 import subprocess
 import termios
-import threading
 import time
 from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from netnskit import PYTHON, ROOT, NetNS, _run, can_run, netns
+from netnskit import PYTHON, ROOT, Drain, NetNS, _run, can_run, netns
 
 if _reason := can_run():
     pytest.skip(_reason, allow_module_level=True)
@@ -72,19 +71,7 @@ class Terminal:
                 os.execvpe(argv[0], argv, env)
             finally:
                 os._exit(127)
-        self.chunks: list[bytes] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except OSError:  # EIO: the child closed its side
-                break
-            if not data:
-                break
-            self.chunks.append(data)
+        self.drain = Drain(self.fd)
 
     def wait(self, timeout: float = 60) -> tuple[int, bytes]:
         """Exit status and every byte the terminal received."""
@@ -97,11 +84,11 @@ class Terminal:
                 os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
                 raise AssertionError(f"{timeout} s and still running; screen so far:\n"
-                                     f"{b''.join(self.chunks)[-3000:]!r}")
+                                     f"{b''.join(self.drain.chunks)[-3000:]!r}")
             time.sleep(0.05)
-        self.reader.join(10)
+        data = self.drain.data()
         os.close(self.fd)
-        return os.waitstatus_to_exitcode(status), b"".join(self.chunks)
+        return os.waitstatus_to_exitcode(status), data
 
 
 def sniffer_argv(*args: str) -> list[str]:

@@ -30,8 +30,7 @@ def ntop(addr: bytes) -> str:
 
 def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> tuple:
     """The flow table's key of a TCP or UDP packet, the same for both directions: the lower
-    (address, port) end first (the flow table inlines it on its per-packet path; UDP keys add
-    ``17``). Addresses are raw bytes."""
+    (address, port) end first (UDP keys add ``17``). Addresses are raw bytes."""
     if src < dst or (src == dst and sport < dport):
         return (src, sport, dst, dport)
     return (dst, dport, src, sport)

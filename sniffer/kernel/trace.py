@@ -107,9 +107,11 @@ class ConnectTracer:
                 if len(pending) > 65536:
                     pending.clear()
                 # now, while the process is in connect(): it may be gone by the next poll
-                name = ev["name"]
-                if name == "<...>":  # ftrace's comm cache missed it: ask the process itself
-                    name = process_name(ev["pid"]) or name
+                # The name from the process itself: the trace line's comm comes from ftrace's
+                # pid -> comm cache, filled at context switches, so a line read at once may
+                # show `<...>` or the name of the pid's previous holder, or of this process
+                # before it renamed itself (prctl PR_SET_NAME).
+                name = process_name(ev["pid"]) or ev["name"]
                 pending[ev["skaddr"]] = (ev["pid"], name, process_uid(ev["pid"]))
             elif ev["oldstate"] == TCP_SYN_SENT:
                 who = pending.pop(ev["skaddr"], None)
