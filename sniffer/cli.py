@@ -228,6 +228,9 @@ def sockets_options(p: argparse.ArgumentParser) -> None:
                         "exit status 1 when one is found")
     p.add_argument("--bind-probe", action="store_true",
                    help="--hidden: also try bind() on every TCP and UDP port, as unhide-tcp does")
+    p.add_argument("--conntrack", action="store_true",
+                   help="instead of sockets: the kernel's conntrack table, as `conntrack -L` "
+                        "(forwarded and NAT'd flows too; needs CAP_NET_ADMIN)")
 
 
 def live_options(p: argparse.ArgumentParser) -> None:

@@ -87,6 +87,9 @@ def namespaces(args: argparse.Namespace) -> list[nsmod.Netns]:
 
 
 def run_sockets(args: argparse.Namespace) -> int:
+    if args.conntrack:  # its own filter: conntrack's states, both tuples' addresses
+        from sniffer.conntrack import run_conntrack
+        return run_conntrack(args, namespaces(args))
     families = {4} if args.ipv4 and not args.ipv6 else {6} if args.ipv6 and not args.ipv4 else {4, 6}
     keep = Filter(args)
     spaces = namespaces(args)

@@ -61,7 +61,6 @@ from pcapkit import CORPUS
 LINKTYPES_DIR = CORPUS / "linktypes"
 EXPECTED = LINKTYPES_DIR / "expected"
 
-needs_corpus = pytest.mark.skipif(not LINKTYPES_DIR.is_dir(), reason="shared corpus not present")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -637,7 +636,6 @@ def protos(results):
 V4, V6 = 4, 16
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name,expect,stat",
     [
@@ -675,7 +673,6 @@ def test_corpus_linktypes(name, expect, stat):
         assert len(r[4]) <= r[5] and r[3] >= r[5]
 
 
-@needs_corpus
 def test_corpus_raw101_version_nibble_and_offload_checksums():
     results, stats = decode_file("raw101_v4v6-mix.pcap", ignore_checksums=True)
     assert Counter(len(r[0]) for r in results) == {V4: 50, V6: 50}
@@ -685,14 +682,12 @@ def test_corpus_raw101_version_nibble_and_offload_checksums():
     assert stats["bad_IP_checksum"] == 46 and len(results) == 54
 
 
-@needs_corpus
 def test_corpus_sll_snaplen_truncated():
     (r,), stats = decode_file("sll_snaplen-truncated.pcap")
     assert len(r[0]) == 16 and r[2] == 6 and len(r[4]) < r[5]
     assert r[3] == 1280 and len(r[4]) == 128 - 16 - 40  # length from the header, not the capture
 
 
-@needs_corpus
 def test_corpus_null_mixed_af():
     results, stats = decode_file("null_mixed-af.pcap")
     assert [(len(r[0]), r[2]) for r in results] == [(16, 6), (4, 17)]
@@ -700,7 +695,6 @@ def test_corpus_null_mixed_af():
     assert results[1][0] == a4("172.16.1.117") and results[1][1] == a4("172.16.1.255")
 
 
-@needs_corpus
 def test_corpus_raw12_ipv6_http_addresses():
     results, _ = decode_file("raw12_openbsd-dlt_four-ipv6-http.pcap")
     client = a6("2001:618:400::5199:cc70")
@@ -708,7 +702,6 @@ def test_corpus_raw12_ipv6_http_addresses():
     assert len(ports) == 4 and 35995 in ports
 
 
-@needs_corpus
 def test_corpus_ipv6_exthdr_chain():
     (r,), stats = decode_file("ipv6-exthdr-chain.pcap")
     src, dst, proto, ip_len, l4, l4_len, ttl = r
@@ -718,7 +711,6 @@ def test_corpus_ipv6_exthdr_chain():
     assert not drops(stats)
 
 
-@needs_corpus
 def test_corpus_ipv6_routing_header_final_destination():
     results, _ = decode_file("ipv6-routing-header.pcap")
     # tcpdump: segleft 1 -> [0]2200::210:2:0:0:4 ; segleft 2 -> [1]2200::240:2:0:0:4
@@ -729,7 +721,6 @@ def test_corpus_ipv6_routing_header_final_destination():
         assert l4_checksum_ok(r[0], r[1], r[2], r[4], r[5])
 
 
-@needs_corpus
 def test_corpus_ipv4_fragments_multi():
     results, stats = decode_file("ipv4-fragments_multi.pcap")
     frames = read_capture(LINKTYPES_DIR / "ipv4-fragments_multi.pcap")
@@ -752,7 +743,6 @@ def test_corpus_ipv4_fragments_multi():
         assert l4_checksum_ok(r[0], r[1], r[2], r[4], r[5])
 
 
-@needs_corpus
 def test_corpus_ipv4_fragments_with_ethernet_padding():
     results, stats = decode_file("ipv4-fragments_eth-padding.pcap")
     assert len(results) == 1 and stats["ip_fragments"] == 8
@@ -766,7 +756,6 @@ def test_corpus_ipv4_fragments_with_ethernet_padding():
     assert l4_checksum_ok(r[0], r[1], r[2], r[4], r[5])
 
 
-@needs_corpus
 def test_corpus_ipv6_fragments_multi():
     results, stats = decode_file("ipv6-fragments_multi.pcap")
     assert len(results) == 4 and stats["ip_fragments"] == 36 and stats["fragments_reassembled"] == 4
@@ -783,7 +772,6 @@ def test_corpus_ipv6_fragments_multi():
         assert r[1] == ip[24:40] and r[6] == ip[7]
 
 
-@needs_corpus
 def test_corpus_every_file_decodes_without_crashing():
     for path in sorted(LINKTYPES_DIR.glob("*.pcap*")):
         try:
@@ -799,7 +787,6 @@ def test_corpus_every_file_decodes_without_crashing():
         dec.flush()
 
 
-@needs_corpus
 def test_zeek_http_ethernet_padding_ip_bytes():
     """Zeek's conn.log for this trace: orig 13 pkts / 704 IP bytes, resp 12 / 823."""
     path = CORPUS / "zeek" / "http-ethernet-padding" / "trace.pcap"

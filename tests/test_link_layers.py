@@ -48,7 +48,6 @@ from sniffer.stats import Stats
 from pcapkit import CORPUS
 
 LINKTYPES_DIR = CORPUS / "linktypes"
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 
 SRC, DST = "10.0.0.1", "10.0.0.2"
 IP4 = IP(src=SRC, dst=DST) / TCP(sport=1025, dport=80, flags="S")
@@ -114,7 +113,6 @@ ZEEK_PAIRS = ["vlan-mpls-mixed", "pbb", "pppoe", "ppp-dlt", "radiotap", "cisco-f
               "vntag", "llc-rst-storm"]
 
 
-@needs_corpus
 @pytest.mark.parametrize("name", ZEEK_PAIRS)
 def test_zeek_pair(name, tmp_path):
     pairs = {p.name: p for p in zeekcorpus.load_pairs("all")}
@@ -151,13 +149,11 @@ def test_mpls_malformed():
     dropped(ETH / MPLS(s=1) / b"\x00\x00\x00\x00" / ETH / IP4, reason="unknown_ip_version")
 
 
-@needs_corpus
 def test_mpls_corpus_vlan_mpls_mixed():
     results, counted = decode_file(zeek_trace("vlan-mpls-mixed"), ignore_checksums=True)
     assert len(results) == 47 and not counted
 
 
-@needs_corpus
 def test_mpls_corpus_tcpreplay_mixed():
     frames = read_capture(LINKTYPES_DIR / "mixed_tcpreplay-test.pcap")
     frames = [f for f in frames if f[2][12:14] == b"\x88\x47"]
@@ -189,7 +185,6 @@ def test_pppoe_not_ip_and_malformed():
     dropped(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x8863) / PPPoE(code=0x09))  # discovery
 
 
-@needs_corpus
 @pytest.mark.parametrize("name,n", [("pppoe_http-8bit-proto.pcap", 30),
                                     ("qinq-pppoe_http-rst.pcap", 10)])
 def test_pppoe_corpus_linktypes(name, n):
@@ -198,7 +193,6 @@ def test_pppoe_corpus_linktypes(name, n):
     assert len({frozenset((r[0], r[1])) for r in results}) == 1  # one conversation
 
 
-@needs_corpus
 def test_pppoe_corpus_zeek():
     results, counted = decode_file(zeek_trace("pppoe"))
     assert Counter(len(r[0]) for r in results) == {16: 25}  # IPv6 only
@@ -232,7 +226,6 @@ def test_cisco_hdlc_linktype_104():
     dropped(b"\x0f\x00\x08\x00", 104, reason="truncated_link_header")
 
 
-@needs_corpus
 def test_ppp_corpus():
     results, counted = decode_file(LINKTYPES_DIR / "ppp9_frag-tcp-syn.pcap")
     (r,) = results  # three fragments of one SYN
@@ -324,7 +317,6 @@ def test_fddi():
     dropped(FDDI_HDR + FDDI_SNAP[:6] + b"\x08\x06" + raw(ARP()), 10, reason="unknown_ip_version")
 
 
-@needs_corpus
 def test_fddi_corpus_snaplen_cut():
     results, counted = decode_file(zeek_trace("llc-rst-storm"), ignore_checksums=True)
     assert len(results) == 1333 and not counted
@@ -392,7 +384,6 @@ def test_radiotap():
     dropped(raw(RadioTap()) + raw(Dot11(type=2))[:20], 127, reason="truncated_802_11_header")
 
 
-@needs_corpus
 def test_radiotap_corpus():
     results, counted = decode_file(zeek_trace("radiotap"), ignore_checksums=True)
     assert Counter(len(r[0]) for r in results) == {4: 2, 16: 1} and not counted

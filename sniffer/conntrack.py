@@ -1,0 +1,101 @@
+"""`sniffer sockets --conntrack`: the kernel's conntrack table, as `conntrack -L` lists it.
+
+The flows the kernel tracks (forwarded and NAT'd ones too, which no socket table holds), in
+the namespaces `--netns`/`--all-netns` name, with the sockets filters that mean something for a
+flow: -t/-u/-w, -4/-6, --port, --addr, --state (conntrack's TCP states).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from sniffer.errors import UsageError
+from sniffer.kernel import conntrack, netns as nsmod
+
+#: Options of `sniffer sockets` that mean nothing for a conntrack entry.
+NOT_WITH = (("listening", "-l"), ("processes", "-p"), ("watch", "--watch"),
+            ("hidden", "--hidden"), ("addresses", "--addresses"), ("bind_probe", "--bind-probe"))
+#: ss-style names (`--state` of the socket listing) for conntrack's own.
+STATE_ALIASES = {"ESTAB": "ESTABLISHED", "FIN_WAIT1": "FIN_WAIT", "FIN_WAIT_1": "FIN_WAIT",
+                 "FIN_WAIT2": "FIN_WAIT", "FIN_WAIT_2": "FIN_WAIT"}
+
+
+class CtFilter:
+    """The entry filter the options describe; every address and port of both tuples counts,
+    so a NAT'd flow is found by its inside and by its outside address."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        protos: set[str] = set()
+        if args.tcp:
+            protos.add("tcp")
+        if args.udp:
+            protos |= {"udp", "udplite"}
+        if args.raw:
+            protos |= {"icmp", "icmpv6"}
+        self.protos = protos
+        self.families = ({4} if args.ipv4 and not args.ipv6 else
+                         {6} if args.ipv6 and not args.ipv4 else {4, 6})
+        self.ports = set(args.port)
+        known = set(conntrack.TCP_STATES.values())
+        self.states = set()
+        for s in args.state:
+            name = s.upper().replace("-", "_").replace(" ", "")
+            name = STATE_ALIASES.get(name, name)
+            if name not in known:
+                raise UsageError(f"--state: unknown conntrack state {s!r} with --conntrack "
+                                 f"(known: {', '.join(sorted(known))})")
+            self.states.add(name)
+        self.nets = []
+        for a in args.addr:
+            try:
+                self.nets.append(ipaddress.ip_network(a, strict=False))
+            except ValueError:
+                raise UsageError(f"--addr: not an address or network: {a!r}") from None
+
+    def __call__(self, e: conntrack.CtEntry) -> bool:
+        if self.protos and e.proto not in self.protos:
+            return False
+        if e.family not in self.families:
+            return False
+        if self.states and e.state not in self.states:
+            return False
+        if self.ports and not self.ports.intersection(e.ports()):
+            return False
+        if self.nets:
+            addrs = [ipaddress.ip_address(a) for a in e.addresses()]
+            if not any(a in n for a in addrs for n in self.nets if a.version == n.version):
+                return False
+        return True
+
+
+def run_conntrack(args: argparse.Namespace, spaces: list[nsmod.Netns]) -> int:
+    for dest, opt in NOT_WITH:
+        if getattr(args, dest, False):
+            raise UsageError(f"--conntrack: {opt} does not apply to conntrack entries")
+    keep = CtFilter(args)
+    rows: list[conntrack.CtEntry] = []
+    skipped = []
+    for ns in spaces:
+        try:
+            rows += [e for e in conntrack.read(ns) if keep(e)]
+        except UsageError as exc:
+            # --all-netns: a namespace that vanished or cannot be entered is skipped and said
+            # so; without privilege no namespace can be read, and that is the one error.
+            if not args.all_netns or "CAP_NET_ADMIN" in str(exc):
+                raise
+            skipped.append(f"{ns.label}: skipped: {exc}")
+    out = sys.stdout
+    if args.json:
+        import json
+        out.write("".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in rows))
+    else:
+        from sniffer.output.conntrack import render
+        render(rows, out, numeric=args.numeric,
+               show_netns=len(spaces) > 1 or args.netns is not None or args.all_netns)
+    out.flush()
+    if skipped:
+        from sniffer.output.safe import escape_controls
+        print("sniffer: note: " + escape_controls("; ".join(skipped)), file=sys.stderr)
+    return 0

@@ -1,0 +1,127 @@
+"""`sniffer sockets --conntrack` for people: one row per conntrack entry, both tuples shown.
+
+The same style as `sniffer sockets` (sniffer/output/sockets.py): a rich table on a terminal,
+plain aligned text when piped; an address:port is never split. Namespace names are chosen by
+whoever made them, so every cell is escaped.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from sniffer.kernel.conntrack import CtEntry, CtTuple
+from sniffer.output.safe import escape_controls
+from sniffer.output.sockets import endpoint
+
+#: Status flags the text leaves out: CONFIRMED is every listed entry, SEEN_REPLY is said the
+#: other way round (UNREPLIED, as conntrack -L does), and the NAT bits have their own column.
+QUIET_STATUS = frozenset({"CONFIRMED", "SEEN_REPLY", "SRC_NAT", "DST_NAT", "SRC_NAT_DONE",
+                          "DST_NAT_DONE"})
+
+
+def _end(t: CtTuple, addr: str, port: int | None, proto: str, numeric: bool) -> str:
+    if t.icmp is not None or port is None:
+        return f"[{addr}]" if ":" in addr else addr
+    return endpoint(addr, port, proto, numeric, False)
+
+
+def _flags(e: CtEntry) -> str:
+    names = ([] if "SEEN_REPLY" in e.status else ["UNREPLIED"]) + [
+        s for s in e.status if s not in QUIET_STATUS]
+    return ",".join(names) or "-"
+
+
+def _icmp(t: CtTuple) -> str:
+    return f"type={t.icmp[0]} code={t.icmp[1]} id={t.icmp[2]}" if t.icmp else ""
+
+
+def _row(e: CtEntry, numeric: bool) -> dict[str, str]:
+    proto = e.proto + ("6" if e.family == 6 and e.proto not in ("icmpv6",) else "")
+    c = e.counters
+    return {
+        "Proto": proto,
+        "Timeout": "-" if e.timeout is None else str(e.timeout),
+        "State": e.state or "-",
+        "Source": _end(e.orig, e.orig.src, e.orig.sport, e.proto, numeric),
+        "Destination": _end(e.orig, e.orig.dst, e.orig.dport, e.proto, numeric),
+        "Reply Source": _end(e.reply, e.reply.src, e.reply.sport, e.proto, numeric),
+        "Reply Destination": _end(e.reply, e.reply.dst, e.reply.dport, e.proto, numeric),
+        "NAT": e.nat or "-",
+        "Flags": _flags(e),
+        "ICMP": _icmp(e.orig) or "-",
+        "Mark": str(e.mark),
+        "Zone": str(e.zone),
+        "Packets": f"{c['orig_packets']}/{c['reply_packets']}" if c else "-",
+        "Bytes": f"{c['orig_bytes']}/{c['reply_bytes']}" if c else "-",
+        "Netns": e.netns,
+    }
+
+
+HEADERS = ("Proto", "Timeout", "State", "Source", "Destination", "Reply Source",
+           "Reply Destination", "NAT", "Flags", "ICMP", "Mark", "Zone", "Packets", "Bytes",
+           "Netns")
+RIGHT = frozenset({"Timeout", "Mark", "Zone", "Packets", "Bytes"})
+
+
+def headers(rows: list[CtEntry], show_netns: bool) -> tuple[str, ...]:
+    """The columns worth showing: ICMP, Zone and the counters only when some entry has them."""
+    skip = set()
+    if not any(e.orig.icmp for e in rows):
+        skip.add("ICMP")
+    if not any(e.zone for e in rows):
+        skip.add("Zone")
+    if not any(e.counters for e in rows):
+        skip |= {"Packets", "Bytes"}
+    if not show_netns:
+        skip.add("Netns")
+    return tuple(h for h in HEADERS if h not in skip)
+
+
+def render(rows: list[CtEntry], out: TextIO, *, numeric: bool, show_netns: bool) -> None:
+    names = headers(rows, show_netns)
+    table = [tuple(escape_controls(r[h]) for h in names) for r in (_row(e, numeric) for e in rows)]
+    if out.isatty():
+        _rich(names, table, out)
+    else:
+        widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(names)]
+        fmt = " ".join(("{:>%d}" if h in RIGHT else "{:<%d}") % w if i < len(names) - 1 else "{}"
+                       for i, (h, w) in enumerate(zip(names, widths))).format
+        out.write("\n".join([fmt(*names)] + [fmt(*r) for r in table]) + "\n")
+
+
+#: What the terminal table leaves out first as it narrows: the counters, mark and zone, the
+#: ICMP ids, the timeout; then the reply tuple goes under the original one, then the flags,
+#: the namespace, the state. An address:port is never split.
+RICH_STEPS = (("Packets", "Bytes"), ("Mark", "Zone"), ("ICMP",), ("Timeout",), (), ("Flags",),
+              ("Netns",), ("State",))
+STACKED = ("Source\n→ Reply Destination", "Destination\n→ Reply Source")
+
+
+def _layouts(names: tuple[str, ...]) -> list[list[str]]:
+    gone: set[str] = set()
+    out, stacked = [list(names)], False
+    for step in RICH_STEPS:
+        gone.update(step)
+        stacked = stacked or not step
+        cols = [h for h in names if h not in gone]
+        if stacked:
+            cols = [STACKED[0] if h == "Source" else STACKED[1] if h == "Destination" else h
+                    for h in cols if h not in ("Reply Source", "Reply Destination")]
+        out.append(cols)
+    return out
+
+
+def _rich(names: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
+    from rich.console import Console
+
+    from sniffer.output.console import Column, fit, fitted_table, lines, literal
+    columns = {h: Column(h, [literal(r[i]) for r in table], "right" if h in RIGHT else "left")
+               for i, h in enumerate(names)}
+    at = names.index
+    columns[STACKED[0]] = Column(STACKED[0], [
+        lines(r[at("Source")], "→ " + r[at("Reply Destination")]) for r in table])
+    columns[STACKED[1]] = Column(STACKED[1], [
+        lines(r[at("Destination")], "→ " + r[at("Reply Source")]) for r in table])
+    console = Console(file=out, highlight=False, markup=False, emoji=False)
+    chosen = fit(columns, _layouts(names), console.width)
+    console.print(fitted_table(columns, chosen, box=None, header_style="bold", pad_edge=False))
