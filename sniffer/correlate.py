@@ -205,7 +205,9 @@ class KernelView:
     def _match(self, proto: str, laddr: str, lport: int, raddr: str, rport: int,
                role: str) -> Seen | None:
         seen = self.connected.get((proto, laddr, lport, raddr, rport))
-        if seen is not None and not (seen.owner in KERNEL_OWNERS and role == "originator"):
+        # A connect() traced in the originator's process names it better than a socket seen
+        # without one (closed since, held by the kernel, or its descriptor passed on).
+        if seen is not None and not (role == "originator" and not seen.record.get("processes")):
             return seen
         traced = self.traced_ports.get((proto, lport, rport)) if ":" in laddr else None
         if traced is not None and role == "originator":

@@ -64,3 +64,27 @@ def test_long_run_view_is_bounded_and_keeps_what_records_need():
     view.judge(old)
     assert old.verdict != "attributed", (old.verdict, old.evidence)
     assert ("tcp", LOCAL, 8080) in view.listening  # re-seen at every snapshot: kept
+
+
+def test_connect_trace_wins_over_a_socket_without_process_in_both_families():
+    """A socket record without a process (here `no-process`) and a connect() trace naming the
+    originator's process: the trace attributes it, for IPv6 (whose traces carry only ports,
+    as `sniffer.kernel.monitor._traced_record` writes them) as for IPv4 (issue 13)."""
+    for local, peer in ((LOCAL, PEER), ("fd00::1", "fd00::2")):
+        view = KernelView()
+        view.event(0.0, {"kind": "addresses", "addresses": [local]})
+        view.event(0.0, {"kind": "snapshot", "sockets": []})
+        bare = {**sock(40000, 443), "local_addr": local, "remote_addr": peer, "processes": [],
+                "owner": "no-process"}
+        traced = {**sock(40000, 443), "state": "SYN-SENT", "inode": 0, "cookie": 0,
+                  "processes": [{"name": "curl", "pid": 77, "fd": -1}], "owner": "process"}
+        if ":" in local:
+            traced["local_addr"] = traced["remote_addr"] = None
+        else:
+            traced["remote_addr"] = peer
+        view.event(1.0, {"kind": "sockets", "source": "trace", "sockets": [traced]})
+        view.event(1.1, {"kind": "snapshot", "sockets": [bare]})
+        c = Conn(1.0, "C1", local, 40000, peer, 443, "tcp", 6, conn_state="SF",
+                 history="ShADadFf", orig_pkts=5, resp_pkts=5)
+        view.judge(c)
+        assert c.verdict == "attributed" and c.processes[0]["pid"] == 77, (local, c.evidence)

@@ -13,7 +13,8 @@ Without one the correlator gives no verdict and nothing here fires.
   (unless those packets came from the wire: `local-source-from-wire` has reported the forgery,
   and gets the verdict in its evidence instead).
 * `ownerless-socket` (low): the socket was seen, with traffic in both directions, but no
-  process holding it (a descriptor passed and closed, or a process /proc would not show).
+  process holding it (a descriptor passed and closed, or a process /proc would not show), and
+  a second look agreed (sniffer.kernel.monitor confirms before it reports `no-process`).
 * `hidden-socket` (high): a socket that sock_diag shows and /proc/net does not, or the other
   way round, or a port that refuses bind() while neither lists a socket on it
   (sniffer.kernel.hidden; `live` runs the check every --hidden-interval seconds).

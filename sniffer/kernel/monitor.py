@@ -40,6 +40,7 @@ class KernelMonitor:
         self.tracer = None
         self._hidden = None  # findings of the hidden-socket thread (start_hidden_checks)
         self._probe_cookies: set[int] | None = None
+        self._ownerless: dict[int, int] = {}  # cookie -> inode: confirmed by a second look
         self._stop = None
         if not trace:  # `live --user`: its tracefs instance could not be removed after the drop
             self.trace_error = "connect() tracing is off"
@@ -131,6 +132,7 @@ class KernelMonitor:
                     continue
                 rec = self._record(row)
                 known = self.known.pop(rec["cookie"], None)
+                self._ownerless.pop(rec["cookie"], None)
                 if known is not None:
                     rec = known  # as it was while alive: its state then, and its owner
                 self.sink(ts, {"kind": "destroy", "netns": self.ns.label, "socket": rec})
@@ -158,6 +160,42 @@ class KernelMonitor:
             self.owners.find(row[11])
         self._report(ts, "sockets", raw)
 
+    def _confirm(self, records: list[dict], doubtful: list[tuple[dict, tuple]]) -> list[dict]:
+        """The second look at sockets seen with a file but no holder: every /proc/PID/fd
+        again, then each socket again by its 4-tuple (in that order, so a socket still there
+        with the same cookie and inode had its file all along, unheld during the rescan).
+
+        Held now: the holders are its owner. Closed meanwhile (inode 0, or gone): what the
+        kernel shows now (time-wait, orphan), or nothing. Unheld and unchanged: confirmed
+        `no-process`, remembered by cookie so later snapshots need not look twice.
+        """
+        self.owners.rescan({rec["inode"] for rec, _ in doubtful})
+        replace: dict[int, dict | None] = {}
+        for rec, row in doubtful:
+            if self.owners.by_inode.get(rec["inode"]):
+                rec["processes"], rec["owner"] = self.owners.holders(rec["inode"]), "process"
+                continue
+            family = socket.AF_INET if row[0] == socket.AF_INET else socket.AF_INET6
+            try:
+                now = diag.lookup(self.diag, family, PROTOS[rec["proto"]], row[2], row[3],
+                                  row[4], row[5])
+            except OSError:
+                now = None
+            if now is not None and now[7] == rec["cookie"] and now[11] == rec["inode"]:
+                if len(self._ownerless) > 65536:
+                    self._ownerless.clear()
+                self._ownerless[rec["cookie"]] = rec["inode"]
+                continue
+            again = None
+            if now is not None and now[7] == rec["cookie"]:
+                closed = Raw(self.ns)
+                closed.rows.append((rec["proto"], now, rec["interface"]))
+                (again,) = [s.to_json() for s in attribute([closed], self.owners)]
+            replace[id(rec)] = again
+        if not replace:
+            return records
+        return [replace.get(id(r), r) for r in records if replace.get(id(r), r) is not None]
+
     def _socket_uid(self, t: dict) -> int | None:
         """The uid of a traced connection's socket as a dump or look-up saw it (for a process
         that exited before its uid could be read). Not from TIME-WAIT, SYN-RECV or destroy
@@ -173,8 +211,17 @@ class KernelMonitor:
         return None
 
     def _report(self, ts: float, kind: str, raw: Raw) -> None:
-        """Attribute what was read, remember it by cookie (to name it when destroyed), send it."""
+        """Attribute what was read, remember it by cookie (to name it when destroyed), send it.
+
+        A connection found with a file but no holder is only provisionally ownerless (one
+        look, two reads that are not one instant): `_confirm` looks again before it is sent.
+        """
         records = [s.to_json() for s in attribute([raw], self.owners)]
+        doubtful = [(rec, row) for rec, (_, row, _) in zip(records, raw.rows)
+                    if rec["owner"] == "no-process"
+                    and self._ownerless.get(rec["cookie"]) != rec["inode"]]
+        if doubtful:
+            records = self._confirm(records, doubtful)
         for rec in records:
             if rec["cookie"]:
                 self.known[rec["cookie"]] = rec

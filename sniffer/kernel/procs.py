@@ -7,6 +7,7 @@ Each readlink has its own try: descriptors vanish between listing and reading.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 
 class Owners:
@@ -77,25 +78,30 @@ class Owners:
             return hit
         pids = sorted((int(p) for p in os.listdir("/proc") if p.isdigit()), reverse=True)
         for pid in pids:
-            base = f"/proc/{pid}/fd/"
-            try:
-                fds = os.listdir(base)
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    link = os.readlink(base + fd)
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    ino = int(link[8:-1])
-                    entry = self.by_inode.setdefault(ino, [])
-                    if (pid, int(fd)) not in entry:
-                        entry.append((pid, int(fd)))
+            for fd, ino in _sockets_of(pid):
+                self._hold(ino, pid, fd)
             if inode in self.by_inode:
                 self.name(pid)  # while the process still exists
                 return self.by_inode[inode]
         return []
+
+    def rescan(self, inodes: set[int]) -> None:
+        """A second look for sockets the first one found unheld: every process's descriptors
+        again, now, keeping (and naming) only the holders of `inodes`.
+
+        A scan and a sock_diag dump are not one instant: a socket opened or accepted between
+        them is in the dump but not in the scan, which alone would make it look ownerless.
+        """
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            for fd, ino in _sockets_of(pid):
+                if ino in inodes:
+                    self._hold(ino, pid, fd)
+                    self.name(pid)  # while the process still exists
+
+    def _hold(self, inode: int, pid: int, fd: int) -> None:
+        entry = self.by_inode.setdefault(inode, [])
+        if (pid, fd) not in entry:
+            entry.append((pid, fd))
 
     def name(self, pid: int) -> str:
         """The program name (/proc/PID/comm, as `ss -p` shows it)."""
@@ -118,6 +124,22 @@ class Owners:
             entry = sorted(entry)
         return [{"pid": pid, "name": names.get(pid) or self.name(pid), "fd": fd}
                 for pid, fd in entry]
+
+
+def _sockets_of(pid: int) -> Iterator[tuple[int, int]]:
+    """(fd, inode) of each socket process `pid` holds; none once it is gone or unreadable."""
+    base = f"/proc/{pid}/fd/"
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            link = os.readlink(base + fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            yield int(fd), int(link[8:-1])
 
 
 def hidden_processes(mountinfo: str = "/proc/self/mountinfo") -> str | None:
