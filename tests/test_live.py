@@ -817,3 +817,23 @@ def test_zeek_log_evidence_and_user(tmp_path):
     print(f"\n{traced} of {len(quick)} quick clients attributed by the connect() tracer")
     # every attributed row names its user, whichever way it was attributed
     assert all(r["user"] not in ("-", "(empty)") for r in rows if r["verdict"] == "attributed")
+
+
+def test_instances_left_by_a_killed_sniffer_are_removed(tmp_path):
+    """A sniffer killed outright (SIGKILL, the OOM killer) cannot remove its tracefs instance,
+    which would trace host-wide for good: the next `live` removes it (and only instances whose
+    process is gone)."""
+    instances = Path("/sys/kernel/tracing/instances")
+    if not instances.is_dir():
+        pytest.skip("tracefs is not mounted")
+    with pair() as (a, b):
+        with sniffing(a, "va", tmp_path, name="killed") as first:
+            mine = instances / f"sniffer-{first.proc.pid}"
+            assert mine.is_dir()
+            first.proc.kill()
+            first.proc.wait(10)
+        assert mine.is_dir()  # left behind
+        with sniffing(a, "va", tmp_path, name="next") as snf:
+            assert not mine.exists(), "the dead sniffer's instance is still there"
+            assert (instances / f"sniffer-{snf.proc.pid}").is_dir()  # its own, in use
+            snf.stop()

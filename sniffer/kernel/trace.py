@@ -50,6 +50,7 @@ class ConnectTracer:
         root = _tracefs()
         if root is None or not os.path.exists(os.path.join(root, EVENT)):
             raise OSError("tracefs or the sock:inet_sock_set_state tracepoint is not available")
+        _sweep(os.path.join(root, "instances"))
         self.instance = os.path.join(root, "instances", f"sniffer-{os.getpid()}")
         os.mkdir(self.instance)
         try:
@@ -146,6 +147,24 @@ class ConnectTracer:
             os.rmdir(self.instance)
         except OSError:
             pass
+
+
+def _sweep(instances: str) -> None:
+    """Remove the instances of sniffers that are gone (killed before they could clean up, e.g.
+    by the OOM killer): each one keeps tracing host-wide into its own buffer. Only rmdir: the
+    kernel refuses (EBUSY) an instance whose trace_pipe is open, so a live sniffer's instance,
+    even one in another pid namespace whose pid means nothing here, is never taken away."""
+    try:
+        names = os.listdir(instances)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix("sniffer-")
+        if name.startswith("sniffer-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.rmdir(os.path.join(instances, name))
+            except OSError:
+                pass
 
 
 def parse(line: str) -> dict | None:
