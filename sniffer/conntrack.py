@@ -13,6 +13,7 @@ import sys
 
 from sniffer.errors import UsageError
 from sniffer.kernel import conntrack, netns as nsmod
+from sniffer.sockets import families
 
 #: Options of `sniffer sockets` that mean nothing for a conntrack entry.
 NOT_WITH = (("listening", "-l"), ("processes", "-p"), ("watch", "--watch"),
@@ -35,8 +36,7 @@ class CtFilter:
         if args.raw:
             protos |= {"icmp", "icmpv6"}
         self.protos = protos
-        self.families = ({4} if args.ipv4 and not args.ipv6 else
-                         {6} if args.ipv6 and not args.ipv4 else {4, 6})
+        self.families = families(args)
         self.ports = set(args.port)
         known = set(conntrack.TCP_STATES.values())
         self.states = set()

@@ -65,6 +65,11 @@ class Filter:
         return True
 
 
+def families(args: argparse.Namespace) -> set[int]:
+    """The IP versions -4/-6 ask for (both, or neither: every one)."""
+    return {4} if args.ipv4 and not args.ipv6 else {6} if args.ipv6 and not args.ipv4 else {4, 6}
+
+
 def protocols(args: argparse.Namespace) -> set[str]:
     chosen = set()
     if args.tcp:
@@ -90,7 +95,7 @@ def run_sockets(args: argparse.Namespace) -> int:
     if args.conntrack:  # its own filter: conntrack's states, both tuples' addresses
         from sniffer.conntrack import run_conntrack
         return run_conntrack(args, namespaces(args))
-    families = {4} if args.ipv4 and not args.ipv6 else {6} if args.ipv6 and not args.ipv4 else {4, 6}
+    versions = families(args)
     keep = Filter(args)
     spaces = namespaces(args)
     protos = protocols(args)
@@ -99,7 +104,7 @@ def run_sockets(args: argparse.Namespace) -> int:
     if args.hidden:
         return _hidden(args, spaces, protos)
     if args.watch:
-        return _watch(args, spaces, protos, families, keep)
+        return _watch(args, spaces, protos, versions, keep)
     # A one-shot listing allocates a few objects per socket and frees none of them before it
     # exits: the cycle collector would only re-walk them (a fifth of the run at 10,000 sockets).
     import gc
@@ -112,11 +117,11 @@ def run_sockets(args: argparse.Namespace) -> int:
         found: list[Owners] = []
         scanner = threading.Thread(target=lambda: found.append(Owners.scan()))
         scanner.start()
-        raws = _read_all(spaces, protos, families, args)
+        raws = _read_all(spaces, protos, versions, args)
         scanner.join()
         owners = found[0] if found else Owners.scan()
     else:
-        raws = _read_all(spaces, protos, families, args)
+        raws = _read_all(spaces, protos, versions, args)
     rows = [s for s in attribute(raws, owners) if keep(s)]
     out = sys.stdout
     if args.json:

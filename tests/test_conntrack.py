@@ -17,16 +17,17 @@ import re
 import shutil
 import subprocess
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import pytest
 
-from netnskit import PYTHON, ROOT, NetNS, _run, can_run, unprivileged
+from netnskit import PYTHON, ROOT, NetNS, can_run, unprivileged
+# The topologies of the live tests: A — B, and A — R — B (NAT on R's rb here).
+from test_live import A4, B4, B6, FB4, RB4, routed
+from test_live import pair as linked_pair
 
 pytestmark = pytest.mark.skipif(can_run() is not None, reason=str(can_run()))
 
-A4, B4, A6, B6 = "10.96.0.1", "10.96.0.2", "fd96::1", "fd96::2"
-RA4, RB4, FB4 = "10.96.0.254", "10.95.0.254", "10.95.0.2"  # A — R — B (NAT on R's rb)
 
 TRACK = """
 table inet snfct {
@@ -107,17 +108,6 @@ def _need_tools() -> None:
             pytest.fail(f"{tool} is not installed (.ci/run installs nftables and conntrack)")
 
 
-def _veth(ns1: NetNS, if1: str, ns2: NetNS, if2: str) -> None:
-    _run(["ip", "link", "add", if1, "netns", ns1.name, "type", "veth",
-          "peer", "name", if2, "netns", ns2.name])
-
-
-def _up(ns: NetNS, ifname: str, *cidrs: str) -> None:
-    for cidr in cidrs:
-        ns.run("ip", "addr", "add", cidr, "dev", ifname, *(["nodad"] if ":" in cidr else []))
-    ns.run("ip", "link", "set", ifname, "up")
-
-
 def _track(ns: NetNS, ruleset: str = TRACK) -> None:
     """Make conntrack track this namespace's flows, deterministically."""
     ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")
@@ -129,12 +119,7 @@ def _track(ns: NetNS, ruleset: str = TRACK) -> None:
 def pair():
     """A (va: A4, A6) — (vb: B4, B6) B, conntrack on in A."""
     _need_tools()
-    with ExitStack() as stack:
-        a = stack.enter_context(NetNS("snfA"))
-        b = stack.enter_context(NetNS("snfB"))
-        _veth(a, "va", b, "vb")
-        _up(a, "va", f"{A4}/24", f"{A6}/64")
-        _up(b, "vb", f"{B4}/24", f"{B6}/64")
+    with linked_pair() as (a, b):
         _track(a)
         yield a, b
 
@@ -143,19 +128,7 @@ def pair():
 def nat_router():
     """A (va A4) — (ra RA4) R (rb RB4, masquerade) — (vb FB4) B."""
     _need_tools()
-    with ExitStack() as stack:
-        a = stack.enter_context(NetNS("snfA"))
-        r = stack.enter_context(NetNS("snfR"))
-        b = stack.enter_context(NetNS("snfB"))
-        _veth(a, "va", r, "ra")
-        _veth(r, "rb", b, "vb")
-        _up(a, "va", f"{A4}/24")
-        _up(r, "ra", f"{RA4}/24")
-        _up(r, "rb", f"{RB4}/24")
-        _up(b, "vb", f"{FB4}/24")
-        r.sysctl("net.ipv4.ip_forward", "1")
-        a.run("ip", "route", "add", "default", "via", RA4)
-        b.run("ip", "route", "add", "default", "via", RB4)
+    with routed() as (a, r, b):
         _track(r, TRACK + MASQUERADE)
         yield a, r, b
 
@@ -314,7 +287,8 @@ def test_filters():
         assert pick("-4") == [("tcp", 4), ("udp", 4)]
         assert pick("--port", str(srv["udp4"])) == [("udp", 4)]
         assert pick("--port", str(cli["tcp6"]["local"][1])) == [("tcp", 6)]
-        assert pick("--addr", "fd96::/64") == [("tcp", 6), ("udp", 6)]
+        v6net = str(ipaddress.ip_network(f"{B6}/64", strict=False))  # the veth's IPv6 prefix
+        assert pick("--addr", v6net) == [("tcp", 6), ("udp", 6)]
         assert pick("--state", "established") == [("tcp", 4), ("tcp", 6)]
         assert pick("--state", "TIME-WAIT") == []
         bad = sniffer("--netns", a.name, "--state", "BOGUS", check=False)
