@@ -19,6 +19,7 @@ Cheap test: the first byte of the source address.
 from __future__ import annotations
 
 from sniffer.detect import Alert
+from sniffer.detect.engine import flow_ports
 
 _V4_FIRST = frozenset([0, 127] + list(range(224, 256)))
 _V6_FIRST = frozenset({0x00, 0xFF})
@@ -80,11 +81,7 @@ class Detector:
         if hit is None:
             return
         net, rfc, severity = hit
-        sport = dport = 0
-        if proto in (6, 17) and len(l4) >= 4:
-            sport, dport = l4[0] << 8 | l4[1], l4[2] << 8 | l4[3]
-        elif proto in (1, 58) and len(l4) >= 2:
-            sport, dport = l4[0], l4[1]
+        sport, dport = flow_ports(proto, l4)
         evidence = {"range": net, "rfc": rfc, "ttl": pkt[6], "ip_proto": proto}
         if self.engine.pkttype is not None:
             evidence["pkttype"] = self.engine.pkttype

@@ -55,6 +55,16 @@ ARPHRD_LOOPBACK = 772
 PACKET_OUTGOING = 4
 
 
+def flow_ports(proto: int, l4: bytes) -> tuple[int, int]:
+    """The ports of a TCP/UDP packet, the type and code of an ICMP one (as the flow table keys
+    it), else (0, 0): the `flow` of a packet-level alert."""
+    if proto in (6, 17) and len(l4) >= 4:
+        return l4[0] << 8 | l4[1], l4[2] << 8 | l4[3]
+    if proto in (1, 58) and len(l4) >= 2:
+        return l4[0], l4[1]
+    return 0, 0
+
+
 def raw_addr(text: str | bytes) -> bytes:
     """A textual (or already raw) address as the raw bytes the decoder hands over."""
     if isinstance(text, bytes):

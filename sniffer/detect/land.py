@@ -15,6 +15,7 @@ capture gives it (bogon-source leaves 127/8 -> 127/8 alone for the same reason).
 from __future__ import annotations
 
 from sniffer.detect import Alert
+from sniffer.detect.engine import flow_ports
 from sniffer.flows.conn import PROTO_NAMES
 
 _LOOP6 = bytes(15) + b"\x01"
@@ -35,19 +36,14 @@ class Detector:
         proto, l4 = pkt[2], pkt[4]
         name = PROTO_NAMES[proto].upper() if proto in PROTO_NAMES else f"IP protocol {proto}"
         evidence: dict = {"ttl": pkt[6], "ip_len": pkt[3]}
-        sport = dport = 0
+        sport, dport = flow_ports(proto, l4)
+        summary = f"LAND: {name} packet from an address to itself"
         if proto in (6, 17) and len(l4) >= 4:
-            sport, dport = l4[0] << 8 | l4[1], l4[2] << 8 | l4[3]
             evidence["same_port"] = sport == dport
             if proto == 6 and len(l4) >= 14:
                 evidence["tcp_flags"] = l4[13]
             summary = (f"LAND: {name} packet from an address and port to itself"
-                       if sport == dport else
-                       f"LAND: {name} packet from an address to itself (port {sport} to {dport})")
-        else:
-            if proto in (1, 58) and len(l4) >= 2:
-                sport, dport = l4[0], l4[1]  # type and code, as the flow table keys ICMP
-            summary = f"LAND: {name} packet from an address to itself"
+                       if sport == dport else f"{summary} (port {sport} to {dport})")
         if encap:
             evidence["tunnel"] = encap[-1][0]
         self.engine.emit(Alert(ts, self.kind, "high", summary, evidence),

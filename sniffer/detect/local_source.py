@@ -19,6 +19,7 @@ Cheap test: one set membership of the raw source address (only when the set is n
 from __future__ import annotations
 
 from sniffer.detect import Alert
+from sniffer.detect.engine import flow_ports
 
 _INITIAL_TTLS = frozenset({64, 128, 255, 60, 30, 32})
 
@@ -47,11 +48,7 @@ class Detector:
         src, dst, proto, l4 = pkt[0], pkt[1], pkt[2], pkt[4]
         if len(src) == 16 and src[0] == 0xFE and src[1] & 0xC0 == 0x80:
             severity = "low"  # a link-local twin: more likely a duplicate address than spoofing
-        sport = dport = 0
-        if proto in (6, 17) and len(l4) >= 4:
-            sport, dport = l4[0] << 8 | l4[1], l4[2] << 8 | l4[3]
-        elif proto in (1, 58) and len(l4) >= 2:
-            sport, dport = l4[0], l4[1]
+        sport, dport = flow_ports(proto, l4)
         from sniffer.flows.conn import ntop
         evidence = {"local_addr": ntop(src), "ttl": ttl, "direction_from": how,
                     "pkttype": pkttype, "ip_proto": proto}
