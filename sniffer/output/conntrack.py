@@ -11,7 +11,7 @@ from typing import TextIO
 
 from sniffer.kernel.conntrack import CtEntry, CtTuple
 from sniffer.output.safe import escape_controls
-from sniffer.output.sockets import endpoint
+from sniffer.output.sockets import endpoint, text_table
 
 #: Status flags the text leaves out: CONFIRMED is every listed entry, SEEN_REPLY is said the
 #: other way round (UNREPLIED, as conntrack -L does), and the NAT bits have their own column.
@@ -83,38 +83,25 @@ def render(rows: list[CtEntry], out: TextIO, *, numeric: bool, show_netns: bool)
     if out.isatty():
         _rich(names, table, out)
     else:
-        widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(names)]
-        fmt = " ".join(("{:>%d}" if h in RIGHT else "{:<%d}") % w if i < len(names) - 1 else "{}"
-                       for i, (h, w) in enumerate(zip(names, widths))).format
-        out.write("\n".join([fmt(*names)] + [fmt(*r) for r in table]) + "\n")
+        text_table(names, table, out, RIGHT)
 
 
-#: What the terminal table leaves out first as it narrows: the counters, mark and zone, the
-#: ICMP ids, the timeout; then the reply tuple goes under the original one, then the flags,
-#: the namespace, the state. An address:port is never split.
-RICH_STEPS = (("Packets", "Bytes"), ("Mark", "Zone"), ("ICMP",), ("Timeout",), (), ("Flags",),
-              ("Netns",), ("State",))
 STACKED = ("Source\n→ Reply Destination", "Destination\n→ Reply Source")
-
-
-def _layouts(names: tuple[str, ...]) -> list[list[str]]:
-    gone: set[str] = set()
-    out, stacked = [list(names)], False
-    for step in RICH_STEPS:
-        gone.update(step)
-        stacked = stacked or not step
-        cols = [h for h in names if h not in gone]
-        if stacked:
-            cols = [STACKED[0] if h == "Source" else STACKED[1] if h == "Destination" else h
-                    for h in cols if h not in ("Reply Source", "Reply Destination")]
-        out.append(cols)
-    return out
 
 
 def _rich(names: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
     from rich.console import Console
 
-    from sniffer.output.console import Column, fit, fitted_table, lines, literal
+    from sniffer.output.console import (Column, drop, fit, fitted_table, lines, literal,
+                                        reductions, stack)
+    # What the table leaves out first as the terminal narrows: the counters, mark and zone,
+    # the ICMP ids, the timeout; then the reply tuple goes under the original one, then the
+    # flags, the namespace, the state. An address:port is never split.
+    stacked = (stack("Source", "Reply Destination", STACKED[0]),
+               stack("Destination", "Reply Source", STACKED[1]))
+    steps = (drop("Packets", "Bytes"), drop("Mark", "Zone"), drop("ICMP"), drop("Timeout"),
+             lambda layout: stacked[1](stacked[0](layout)), drop("Flags"), drop("Netns"),
+             drop("State"))
     columns = {h: Column(h, [literal(r[i]) for r in table], "right" if h in RIGHT else "left")
                for i, h in enumerate(names)}
     at = names.index
@@ -123,5 +110,5 @@ def _rich(names: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> 
     columns[STACKED[1]] = Column(STACKED[1], [
         lines(r[at("Destination")], "→ " + r[at("Reply Source")]) for r in table])
     console = Console(file=out, highlight=False, markup=False, emoji=False)
-    chosen = fit(columns, _layouts(names), console.width)
+    chosen = fit(columns, reductions(names, steps), console.width)
     console.print(fitted_table(columns, chosen, box=None, header_style="bold", pad_edge=False))

@@ -184,6 +184,12 @@ def swap(old: str, *new: str) -> Callable[[list[str]], list[str]]:
     return step
 
 
+def stack(top: str, under: str, both: str) -> Callable[[list[str]], list[str]]:
+    """A reduction step: column `under` goes beneath `top`, the two shown as one column
+    `both` (two lines a row)."""
+    return lambda layout: [both if n == top else n for n in layout if n != under]
+
+
 def fitted_table(columns: Mapping[str, Column], names: Sequence[str], **table_args) -> Table:
     """A rich Table of the named columns; cells that must stay whole are `no_wrap`."""
     table = Table(**table_args)

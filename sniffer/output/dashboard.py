@@ -138,11 +138,13 @@ class Dashboard:
             f"active {len(active)}  done {live.finished + closing}  ",
             (f"unattributed {at_least}{unattributed}", "bold red" if unattributed else "green"))
         shown = records[: self.rows]
-        names = fit(active_columns(shown), active_layouts(), width)
+        columns = active_columns(shown)
+        names = fit(columns, active_layouts(), width)
         if "ends" in names:  # two lines a connection: half as many fit on the screen
             shown = shown[: max(1, self.rows // 2)]
-        conns = fitted_table(active_columns(shown), names, box=None, expand=True,
-                             header_style="bold", pad_edge=False)
+            columns = active_columns(shown)
+        conns = fitted_table(columns, names, box=None, expand=True, header_style="bold",
+                             pad_edge=False)
         title = "active connections"
         if len(shown) < len(active):
             title += f" ({len(shown)} busiest of {len(active)})"

@@ -60,58 +60,50 @@ def render(rows: list[KernelSocket], out: TextIO, *, numeric: bool, processes: b
     if out.isatty():
         _rich(headers, table, out, [s.processes for s in rows])
     else:
-        _text(headers, table, out)
+        text_table(headers, table, out, QUEUES)
 
 
-def _text(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO) -> None:
+def text_table(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO,
+               right: frozenset[str] = frozenset()) -> None:
+    """Plain aligned columns for a pipe: the `right` ones right-aligned (numbers, as netstat
+    prints its queues), the last one unpadded."""
     # Each cell escaped before the widths are measured: a name with ESC or a newline stays
     # one line, sends nothing to a terminal reading the pipe, and keeps the columns aligned.
     table = [r if "".join(r).isprintable() else tuple(escape_controls(c) for c in r)
              for r in table]
     widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
-    # The queues right-aligned, as netstat prints them; the last column unpadded.
-    fmt = " ".join(("{:>%d}" if i in (1, 2) else "{:<%d}") % w if i < len(widths) - 1 else "{}"
-                   for i, w in enumerate(widths)).format
+    fmt = " ".join(("{:>%d}" if h in right else "{:<%d}") % w if i < len(widths) - 1 else "{}"
+                   for i, (h, w) in enumerate(zip(headers, widths))).format
     out.write("\n".join([fmt(*headers)] + [fmt(*r) for r in table]) + "\n")
 
 
-#: What the terminal table leaves out first as it narrows (docs/sockets.md): the queues, the
-#: user; then the foreign address goes under the local one and the steps go on with the
-#: namespace, the state, the protocol. An address:port or a pid/program is never split.
-RICH_STEPS = ((("Recv-Q", "Send-Q"), False), (("User",), False), ((), True), (("Netns",), True),
-              (("State",), True), (("Proto",), True), (("PID/Program name",), True))
+QUEUES = frozenset({"Recv-Q", "Send-Q"})  # right-aligned, as netstat prints them
 STACKED = "Local Address\n→ Foreign Address"
-
-
-def _layouts(headers: tuple[str, ...]) -> list[list[str]]:
-    """The table's layouts for `console.fit`, richest first."""
-    gone: set[str] = set()
-    out = []
-    for names, stacked in ((), False), *RICH_STEPS:
-        gone.update(names)
-        cols = [h for h in headers if h not in gone]
-        if stacked:
-            cols = [STACKED if h == "Local Address" else h for h in cols if h != "Foreign Address"]
-        out.append(cols)
-    return out
 
 
 def _rich(headers: tuple[str, ...], table: list[tuple[str, ...]], out: TextIO,
           processes: list[list[dict] | None]) -> None:
     from rich.console import Console
 
-    from sniffer.output.console import Column, fit, fitted_table, lines, literal, programs
+    from sniffer.output.console import (Column, drop, fit, fitted_table, lines, literal,
+                                        programs, reductions, stack)
+    # What the table leaves out first as the terminal narrows (docs/sockets.md): the queues,
+    # the user; then the foreign address goes under the local one and the steps go on with
+    # the namespace, the state, the protocol. An address:port or a pid/program is never split.
+    steps = (drop("Recv-Q", "Send-Q"), drop("User"),
+             stack("Local Address", "Foreign Address", STACKED), drop("Netns"), drop("State"),
+             drop("Proto"), drop("PID/Program name"))
     cells = {h: [literal(r[i]) for r in table] for i, h in enumerate(headers)}
     if "PID/Program name" in cells:  # one pid/program a line: a name may hold a comma
         cells["PID/Program name"] = [programs(p) if p else cell
                                      for p, cell in zip(processes, cells["PID/Program name"])]
-    columns = {h: Column(h, cells[h], "right" if h in ("Recv-Q", "Send-Q") else "left")
+    columns = {h: Column(h, cells[h], "right" if h in QUEUES else "left")
                for h in headers}
     columns[STACKED] = Column(STACKED, [
         lines(r[headers.index("Local Address")], "→ " + r[headers.index("Foreign Address")])
         for r in table])
     console = Console(file=out, highlight=False, markup=False, emoji=False)
-    names = fit(columns, _layouts(headers), console.width)
+    names = fit(columns, reductions(headers, steps), console.width)
     # Every cell is a `literal` Text (controls escaped, never parsed as markup); markup and
     # highlighting are off as well, so nothing added later as a plain string is restyled.
     console.print(fitted_table(columns, names, box=None, header_style="bold", pad_edge=False))
