@@ -8,12 +8,11 @@ flow: -t/-u/-w, -4/-6, --port, --addr, --state (conntrack's TCP states).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
 from sniffer.errors import UsageError
 from sniffer.kernel import conntrack, netns as nsmod
-from sniffer.sockets import families
+from sniffer.sockets import families, in_networks, networks, protocols
 
 #: Options of `sniffer sockets` that mean nothing for a conntrack entry.
 NOT_WITH = (("listening", "-l"), ("processes", "-p"), ("watch", "--watch"),
@@ -28,14 +27,9 @@ class CtFilter:
     so a NAT'd flow is found by its inside and by its outside address."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        protos: set[str] = set()
-        if args.tcp:
-            protos.add("tcp")
-        if args.udp:
-            protos |= {"udp", "udplite"}
-        if args.raw:
-            protos |= {"icmp", "icmpv6"}
-        self.protos = protos
+        # -t/-u/-w as for sockets (-w: ICMP); none of them: every protocol, GRE and SCTP too
+        chosen = args.tcp or args.udp or args.raw
+        self.protos = protocols(args, ("icmp", "icmpv6")) if chosen else set()
         self.families = families(args)
         self.ports = set(args.port)
         known = set(conntrack.TCP_STATES.values())
@@ -47,12 +41,7 @@ class CtFilter:
                 raise UsageError(f"--state: unknown conntrack state {s!r} with --conntrack "
                                  f"(known: {', '.join(sorted(known))})")
             self.states.add(name)
-        self.nets = []
-        for a in args.addr:
-            try:
-                self.nets.append(ipaddress.ip_network(a, strict=False))
-            except ValueError:
-                raise UsageError(f"--addr: not an address or network: {a!r}") from None
+        self.nets = networks(args)
 
     def __call__(self, e: conntrack.CtEntry) -> bool:
         if self.protos and e.proto not in self.protos:
@@ -63,10 +52,8 @@ class CtFilter:
             return False
         if self.ports and not self.ports.intersection(e.ports()):
             return False
-        if self.nets:
-            addrs = [ipaddress.ip_address(a) for a in e.addresses()]
-            if not any(a in n for a in addrs for n in self.nets if a.version == n.version):
-                return False
+        if self.nets and not in_networks(e.addresses(), self.nets):
+            return False
         return True
 
 

@@ -37,14 +37,7 @@ class Filter:
         self.states = states
         self.listening, self.all = args.listening, args.all or bool(states) or args.watch
         self.ports = set(args.port)
-        self.nets = []
-        if args.addr:
-            import ipaddress
-        for a in args.addr:
-            try:
-                self.nets.append(ipaddress.ip_network(a, strict=False))
-            except ValueError:
-                raise UsageError(f"--addr: not an address or network: {a!r}") from None
+        self.nets = networks(args)
 
     def __call__(self, s: KernelSocket) -> bool:
         if self.states:
@@ -57,12 +50,30 @@ class Filter:
             return False
         if self.ports and s.local_port not in self.ports and s.remote_port not in self.ports:
             return False
-        if self.nets:
-            import ipaddress
-            addrs = (ipaddress.ip_address(s.local_addr), ipaddress.ip_address(s.remote_addr))
-            if not any(a in n for a in addrs for n in self.nets if a.version == n.version):
-                return False
+        if self.nets and not in_networks((s.local_addr, s.remote_addr), self.nets):
+            return False
         return True
+
+
+def networks(args: argparse.Namespace) -> list:
+    """The networks of --addr (an address is a /32 or /128)."""
+    if not args.addr:
+        return []
+    import ipaddress  # only when asked: `sockets` starts fast
+    nets = []
+    for a in args.addr:
+        try:
+            nets.append(ipaddress.ip_network(a, strict=False))
+        except ValueError:
+            raise UsageError(f"--addr: not an address or network: {a!r}") from None
+    return nets
+
+
+def in_networks(addrs, nets: list) -> bool:
+    """Whether any of the textual addresses `addrs` is in one of `nets`."""
+    import ipaddress
+    ips = [ipaddress.ip_address(a) for a in addrs]
+    return any(a in n for a in ips for n in nets if a.version == n.version)
 
 
 def families(args: argparse.Namespace) -> set[int]:
@@ -70,15 +81,16 @@ def families(args: argparse.Namespace) -> set[int]:
     return {4} if args.ipv4 and not args.ipv6 else {6} if args.ipv6 and not args.ipv4 else {4, 6}
 
 
-def protocols(args: argparse.Namespace) -> set[str]:
+def protocols(args: argparse.Namespace, raw: tuple[str, ...] = ("raw", "icmp")) -> set[str]:
+    """The protocols -t/-u/-w ask for (-w: `raw`); none of them: all of these."""
     chosen = set()
     if args.tcp:
         chosen.add("tcp")
     if args.udp:
         chosen |= {"udp", "udplite"}
     if args.raw:
-        chosen |= {"raw", "icmp"}
-    return chosen or {"tcp", "udp", "udplite", "raw", "icmp"}
+        chosen.update(raw)
+    return chosen or {"tcp", "udp", "udplite", *raw}
 
 
 def namespaces(args: argparse.Namespace) -> list[nsmod.Netns]:
