@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         "live", help="sniff an interface: every connection, its owner, and who accounts for it",
         description="Capture on an interface (AF_PACKET ring), track connections with the "
                     "same engine as `read`, and hold each against the kernel's sockets: "
-                    "attributed, kernel, refused, unattributed, not-local or unknown.")
+                    "attributed, kernel, refused, unattributed, forwarded, not-tracked, "
+                    "not-local or unknown.")
     live_options(live)
     engine_options(live)
     detect_options(live)

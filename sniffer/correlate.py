@@ -8,6 +8,9 @@ blocks of a recording. Each finished connection record is then given a verdict w
 * kernel       the kernel itself holds it (TIME-WAIT, orphaned, a kernel socket)
 * refused      no socket, and the local side answered with a RST or an ICMP unreachable
 * unattributed a local endpoint, traffic flowed, and no socket accounted for it
+* forwarded    no local socket, and conntrack tracked it: forwarded (or a NAT'd flow's
+               translated half), see sniffer.ctview
+* not-tracked  neither end local, conntrack active, and no entry ever matched it
 * not-local    neither endpoint is one of this namespace's addresses (forwarded, bridged)
 * unknown      too little evidence to say
 
@@ -20,8 +23,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from sniffer.ctview import ConntrackView
 from sniffer.flows.conn import Conn
 
+# The paths by which the kernel named a socket's owner, as the evidence says them (docs/live.md).
+VIA = {"snapshot": "socket dump", "look-up": "look-up at its first packet",
+       "destroy": "destroy event", "connect": "socket trace", "accept": "socket trace",
+       "route": "route trace"}
 KERNEL_OWNERS = frozenset({"time-wait", "orphan", "unaccepted", "kernel"})
 WILDCARDS = ("0.0.0.0", "::")
 
@@ -44,6 +52,7 @@ class Seen:
     first: float
     last: float
     record: dict  # the `sniffer sockets --json` record
+    via: str = "snapshot"  # the path that showed `record` (VIA)
 
     @property
     def owner(self) -> str:
@@ -59,10 +68,12 @@ class KernelView:
         self.connected: dict[tuple, Seen] = {}  # (proto, laddr, lport, raddr, rport)
         self.listening: dict[tuple, Seen] = {}  # (proto, laddr, lport); laddr may be a wildcard
         self.destroyed: dict[tuple, float] = {}  # connected key -> time of the destroy event
-        # connect() traces without addresses (IPv6): (proto, local port, remote port)
+        # socket traces without a local address (IPv6 TCP, datagram senders):
+        # (proto, local port, remote address or None, remote port, role or "any")
         self.traced_ports: dict[tuple, Seen] = {}
         self.snapshots = 0
         self.next_expiry = 0.0  # network time of the next `expire` pass
+        self.conntrack = ConntrackView()  # forwarded flows (sniffer.ctview)
 
     # -- events ---------------------------------------------------------------------------------
     def event(self, ts: float, ev: dict) -> None:
@@ -75,33 +86,39 @@ class KernelView:
         elif kind in ("snapshot", "sockets"):
             if kind == "snapshot":
                 self.snapshots += 1
+            via = "snapshot" if kind == "snapshot" else "look-up"
             for rec in ev.get("sockets", ()):
-                self.add(ts, rec)
+                self.add(ts, rec, via=rec.get("via") or via)
         elif kind == "destroy":
             rec = ev.get("socket") or {}
             key = _key(rec)
             if key is not None:
                 self.destroyed[key] = ts
-                self.add(ts, rec, destroyed=True)
+                self.add(ts, rec, destroyed=True, via="destroy")
+        elif kind == "conntrack":
+            self.conntrack.event(ts, ev)
 
-    def add(self, ts: float, rec: dict, destroyed: bool = False) -> None:
+    def add(self, ts: float, rec: dict, destroyed: bool = False, via: str = "snapshot") -> None:
         key = _key(rec)
         if key is None:
             return
         if rec.get("local_addr") is None:
-            self.traced_ports[(rec["proto"], rec["local_port"], rec["remote_port"])] = \
-                Seen(ts, ts, rec)
+            self.traced_ports[(rec["proto"], rec["local_port"], rec.get("remote_addr"),
+                               rec["remote_port"], rec.get("role", "originator"))] = \
+                Seen(ts, ts, rec, via)
             return
         table = self.listening if rec["state"] in ("LISTEN", "UNCONN") else self.connected
         if table is self.listening:
             key = key[:3]
         seen = table.get(key)
         if seen is None:
-            table[key] = Seen(ts, ts, rec)
+            table[key] = Seen(ts, ts, rec, via)
         else:
             seen.last = max(seen.last, ts)
-            if rec.get("processes") or not seen.record.get("processes") and not destroyed:
-                seen.record = rec  # keep the richest record: one that names the owner
+            if _richer(rec, seen.record, destroyed):
+                seen.record, seen.via = _joined(rec, seen.record), via
+            else:
+                seen.record = _joined(seen.record, rec)
 
     def forget_before(self, ts: float) -> None:
         """Drop sockets last seen before `ts` (bounded memory in long live runs: `live` calls
@@ -111,6 +128,7 @@ class KernelView:
                 del table[key]
         for key in [k for k, t in self.destroyed.items() if t < ts]:
             del self.destroyed[key]
+        self.conntrack.forget_before(ts)
 
     def expire(self, now: float, keep: float) -> None:
         """`live`, at each snapshot: forget what was last seen more than `keep` seconds before
@@ -122,7 +140,7 @@ class KernelView:
     def size(self) -> int:
         """Sockets held (connected, listening, traced), and destroy events remembered."""
         return (len(self.connected) + len(self.listening) + len(self.traced_ports)
-                + len(self.destroyed))
+                + len(self.destroyed) + self.conntrack.size())
 
     # -- verdicts -------------------------------------------------------------------------------
     def is_local(self, addr: str) -> bool:
@@ -144,6 +162,7 @@ class KernelView:
         local_orig, local_resp = self.is_local(c.orig_h), self.is_local(c.resp_h)
         if not (local_orig or local_resp):
             c.verdict, c.evidence = "not-local", ["neither endpoint is a local address"]
+            self.conntrack.judge_not_local(c)  # forwarded, not-tracked, or left so
             return
         evidence: list[str] = []
         sides = []
@@ -156,18 +175,17 @@ class KernelView:
             if seen is None:
                 continue
             rec = seen.record
-            if rec.get("processes") and rec.get("inode") == 0 and role == "originator":
-                # Known from the connect() trace: the program, if not the socket's file.
+            if rec.get("processes") and rec.get("inode") == 0:
+                # Known from the socket trace: the programs, if not the socket's file.
                 c.verdict = "attributed"
                 c.processes = rec["processes"]
                 c.netns, c.user = rec.get("netns"), rec.get("user")
-                c.evidence = [f"the originator's connect() was made by "
-                              f"{', '.join(p['name'] + ' (pid ' + str(p['pid']) + ')' for p in rec['processes'])}"]
+                c.evidence = [_traced(rec, role)]
                 return
             if rec.get("processes"):
                 c.verdict = "attributed"
                 c.processes = rec["processes"]
-                evidence.append(_describe(rec, role))
+                evidence.append(f"{_describe(rec, role)} ({VIA.get(seen.via, seen.via)})")
             elif rec.get("owner") in KERNEL_OWNERS:
                 c.verdict = "kernel"
                 evidence.append(f"the {role}'s socket is held by the kernel ({rec['owner']})")
@@ -182,6 +200,8 @@ class KernelView:
                 evidence.append(f"the {role}'s socket was seen, but not its owner")
             c.user, c.netns, c.container = rec.get("user"), rec.get("netns"), rec.get("container")
             c.evidence = evidence
+            return
+        if self.conntrack.judge_unowned(c):  # a NAT'd flow's translated half: forwarded
             return
         refused = self._refused(c, local_orig, local_resp)
         if refused:
@@ -205,13 +225,17 @@ class KernelView:
     def _match(self, proto: str, laddr: str, lport: int, raddr: str, rport: int,
                role: str) -> Seen | None:
         seen = self.connected.get((proto, laddr, lport, raddr, rport))
-        # A connect() traced in the originator's process names it better than a socket seen
-        # without one (closed since, held by the kernel, or its descriptor passed on).
-        if seen is not None and not (role == "originator" and not seen.record.get("processes")):
+        if seen is not None and seen.record.get("processes"):
             return seen
-        traced = self.traced_ports.get((proto, lport, rport)) if ":" in laddr else None
-        if traced is not None and role == "originator":
-            return traced
+        # A trace made in the process that connected or accepted names it better than a
+        # socket seen without one (closed since, held by the kernel, or its descriptor passed
+        # on). IPv4 TCP traces are in `connected` already; IPv6 ones are known by their ports,
+        # datagram senders by their ports and remote address, whichever side they are.
+        traced = self.traced_ports
+        found = (traced.get((proto, lport, None, rport, role))
+                 or traced.get((proto, lport, raddr, rport, "any")))
+        if found is not None:
+            return found
         if seen is not None:
             return seen
         # An inbound attempt is the listener's (TCP) or the bound socket's (UDP); so is a
@@ -233,6 +257,26 @@ class KernelView:
         return None
 
 
+def _richer(new: dict, old: dict, destroyed: bool) -> bool:
+    """Keep the richest record of a socket: one that names its owner, and among those one
+    with its descriptors (a dump's) over one from the socket trace (no descriptor)."""
+    if not new.get("processes"):
+        return not old.get("processes") and not destroyed
+    return not old.get("processes") or new.get("inode") != 0 or old.get("inode") == 0
+
+
+def _joined(rec: dict, other: dict) -> dict:
+    """`rec`, with the processes of `other` it lacks added when one of them comes from the
+    socket trace: a descriptor passed on, or a pre-fork worker, used the socket between the
+    looks (a copy: the records given are also the recording's)."""
+    mine, theirs = rec.get("processes"), other.get("processes")
+    if not mine or not theirs or (rec.get("inode") != 0 and other.get("inode") != 0):
+        return rec
+    pids = {p.get("pid") for p in mine}
+    extra = [p for p in theirs if p.get("pid") not in pids]
+    return {**rec, "processes": mine + extra} if extra else rec
+
+
 def _sent(c: Conn, role: str) -> bool:
     return (c.orig_pkts if role == "originator" else c.resp_pkts) > 0
 
@@ -243,6 +287,21 @@ def _key(rec: dict) -> tuple | None:
                 rec["remote_port"])
     except KeyError:
         return None
+
+
+def _traced(rec: dict, role: str) -> str:
+    """Evidence from the socket trace (sniffer.kernel.trace), saying which trace named it."""
+    who = ", ".join(f"{p['name']} (pid {p['pid']})" for p in rec["processes"])
+    if rec.get("via") == "route":
+        return f"the {role}'s datagrams were sent by {who} (route trace)"
+    if rec.get("via", "connect") == "connect":
+        first, rest = rec["processes"][:1], rec["processes"][1:]
+        text = (f"the {role}'s connect() was made by "
+                f"{first[0]['name']} (pid {first[0]['pid']})" if first else "")
+        if rest:
+            text += "; then used by " + ", ".join(f"{p['name']} (pid {p['pid']})" for p in rest)
+        return text + " (socket trace)"
+    return f"the {role}'s socket was accepted and used by {who} (socket trace)"
 
 
 def _describe(rec: dict, role: str) -> str:

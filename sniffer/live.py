@@ -41,6 +41,7 @@ class Live:
         self.writers: list = []
         self.recorder = None
         self.recent: list = []  # finished records worth attention, for the dashboard
+        self.pkttype: int | None = None  # the current frame's sll_pkttype
         self.finished = 0
         self.verdicts: dict[str, int] = {}  # finished records by verdict, for the dashboard
         self.capture = LiveCapture(args.interface, args.filter, args.promisc, stats=self.stats,
@@ -57,7 +58,7 @@ class Live:
         if self.detectors is not None:
             self.table.observer = self.detectors
             self.detectors.table = self.table
-        # Under --user the connect() tracer stays off: its tracefs instance is root's to remove.
+        # Under --user the socket traces stay off: their tracefs instances are root's to remove.
         self.monitor = KernelMonitor(current(), self.kernel_event,
                                      trace=not getattr(args, "user", None))
 
@@ -76,10 +77,18 @@ class Live:
         orig, resp = ntop(conn.orig_h), ntop(conn.resp_h)
         proto = proto_name(conn.proto)
         ts = self.table.network_time
-        if self.view.is_local(orig):
+        local_orig, local_resp = self.view.is_local(orig), self.view.is_local(resp)
+        if local_orig:
             self.monitor.lookup(ts, proto, orig, conn.orig_p, resp, conn.resp_p)
-        if self.view.is_local(resp):
+        if local_resp:
             self.monitor.lookup(ts, proto, resp, conn.resp_p, orig, conn.orig_p)
+        if self.pkttype == 3 and not (local_orig or local_resp) \
+                and self.monitor.conntrack is not None:
+            # Sent to another host's MAC (a promiscuous capture): this kernel never handled
+            # it, so conntrack's silence about it says nothing (sniffer.ctview). Recorded.
+            self.kernel_event(ts, {"kind": "conntrack", "netns": self.monitor.ns.label,
+                                   "event": "overheard", "entries": [],
+                                   "flow": [proto, orig, conn.orig_p, resp, conn.resp_p]})
 
     # -- records ------------------------------------------------------------------------------
     def emit(self, conn) -> None:
@@ -90,7 +99,7 @@ class Live:
             self.detectors.finished(conn)
         for w in self.writers:
             w.write(conn)
-        if conn.verdict in ("unattributed", "refused", "unknown"):
+        if conn.verdict in ("unattributed", "refused", "unknown", "not-tracked"):
             self.recent.append(conn)
             del self.recent[:-20]
 
@@ -102,6 +111,16 @@ class Live:
         now = time.time()
         self.monitor.addresses(now)
         self.monitor.snapshot(now)
+        ct_error = self.monitor.start_conntrack(now)
+        if ct_error is not None:  # said once; the run goes on without conntrack's verdicts
+            from sniffer.output.safe import escape_controls
+            print(f"sniffer: note: conntrack not read: {escape_controls(ct_error)}; "
+                  "connections between other hosts stay not-local", file=sys.stderr, flush=True)
+        if self.monitor.tracer is None and not getattr(args, "user", None):
+            from sniffer.output.safe import escape_controls
+            print(f"sniffer: note: socket tracing off ({escape_controls(self.monitor.trace_error)}"
+                  "): a connection closed before its look-up may be `kernel`, not attributed",
+                  file=sys.stderr, flush=True)
         if started is not None:
             if dashboard is not None:
                 dashboard(self, True)  # the first frame, while the installation is readable
@@ -126,6 +145,7 @@ class Live:
                 if frame is not None:
                     frame(linktype, data, pkttype)
                 table.frame = count  # as in sniffer.read.run_packets
+                self.pkttype = pkttype  # for on_new
                 if ts > table.network_time:
                     tick(ts)
                 pkt = decode(ts, linktype, data, wirelen)
@@ -292,6 +312,12 @@ def _report(live: Live) -> None:
     warning = checksum_warning(s)
     if warning:  # before the closing report, which stays the last line
         print("sniffer: " + warning, file=sys.stderr)
+    tracer = live.monitor.tracer
+    if tracer is not None and tracer.pauses:
+        from sniffer.kernel.trace import USE_BUDGET, USE_PAUSE
+        print(f"sniffer: note: TCP sends and receives came faster than {USE_BUDGET} a second: "
+              f"their tracing paused {tracer.pauses} time(s) for {USE_PAUSE:g} s; owners were "
+              "named by state changes, dumps and look-ups then", file=sys.stderr)
     print(f"sniffer: {s['packets']} packets captured on "
           f"{escape_controls(live.capture.interface)}, "
           f"{s['kernel_dropped']} kernel drops, {live.finished} connections"

@@ -2,7 +2,7 @@
 
 Root is needed to open things: the AF_PACKET ring (CAP_NET_RAW), the sock_diag destroy-event
 subscription (CAP_NET_ADMIN), setns(2) into another namespace (CAP_SYS_ADMIN), the tracefs
-instance of the connect() tracer. Once they are open, the packet parser (the code that reads
+instance of the socket tracer. Once they are open, the packet parser (the code that reads
 what strangers send) has no need for any of it; `drop` switches the process to NAME's uid and
 gid, clears the supplementary groups and keeps only the capabilities named (none by default),
 then sets no_new_privs. What still needs a capability afterwards is reading other users'

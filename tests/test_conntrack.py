@@ -1,4 +1,6 @@
-"""`sniffer sockets --conntrack` against Debian's `conntrack -L` (docs/sockets.md, issue 13).
+"""`sniffer sockets --conntrack` against Debian's `conntrack -L` (docs/sockets.md, issue 13), and
+conntrack in `sniffer live` on a NAT router: `forwarded`, `not-tracked`, the `nat.*` fields and
+the `untracked-flow` alert, live and from the recording (docs/live.md).
 
 Real flows in throw-away namespaces (tests/netnskit.py): a client namespace A and a server B
 joined by a veth, TCP and UDP over IPv4 and IPv6; and for NAT, A — R — B with masquerading on
@@ -23,7 +25,7 @@ import pytest
 
 from netnskit import PYTHON, ROOT, NetNS, can_run, unprivileged
 # The topologies of the live tests: A — B, and A — R — B (NAT on R's rb here).
-from test_live import A4, B4, B6, FB4, RB4, routed
+from test_live import A4, B4, B6, FB4, RB4, one_conn, read_recording, routed, show, sniffing
 from test_live import pair as linked_pair
 
 pytestmark = pytest.mark.skipif(can_run() is not None, reason=str(can_run()))
@@ -124,12 +126,19 @@ def pair():
         yield a, b
 
 
+# Masquerade into ports 20000-29999, outside every ephemeral port of A (32768-60999): each
+# translated flow changes port as well as address.
+MASQUERADE_PORTS = MASQUERADE.replace('oifname "rb" masquerade;',
+                                     'oifname "rb" meta l4proto { tcp, udp } '
+                                     'masquerade to :20000-29999;')
+
+
 @contextmanager
-def nat_router():
+def nat_router(masquerade: str = MASQUERADE):
     """A (va A4) — (ra RA4) R (rb RB4, masquerade) — (vb FB4) B."""
     _need_tools()
     with routed() as (a, r, b):
-        _track(r, TRACK + MASQUERADE)
+        _track(r, TRACK + masquerade)
         yield a, r, b
 
 
@@ -364,3 +373,231 @@ def test_not_root_and_unknown_namespace_are_one_line():
     ct = sniffer("--netns", missing, check=False)
     assert ct.returncode == plain.returncode == 2
     assert ct.stderr == plain.stderr and ct.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------- live, on a router
+
+# From B, with scapy: one TCP segment in the middle of a connection that never was (ACK and
+# data, no SYN before it), from B's address to an address beyond the router.
+FORGE = r"""
+import sys
+from scapy.all import IP, TCP, Ether, Raw, send, sendp
+src, dst, sport, dport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+segment = (IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="PA", seq=1000, ack=2000)
+           / Raw(b"injected mid-stream"))
+if len(sys.argv) > 5:  # to another host's MAC, out of this interface: R only overhears it
+    sendp(Ether(dst="02:00:00:00:00:99") / segment, iface=sys.argv[5], verbose=False)
+else:
+    send(segment, verbose=False)
+"""
+
+CT_FIELDS = ("verdict", "evidence", "conntrack_id", "nat.orig_h", "nat.orig_p", "nat.resp_h",
+             "nat.resp_p")
+
+
+def _forge(ns: NetNS, src: str, dst: str, sport: int, dport: int, *iface: str) -> None:
+    ns.run(PYTHON, "-c", FORGE, src, dst, str(sport), str(dport), *iface, cwd=ROOT)
+
+
+@pytest.mark.parametrize("ruleset", ["masquerade", "masquerade-to-ports"])
+def test_live_on_a_nat_router(tmp_path, ruleset):
+    """`sniffer live -i any` on the masquerading router R (docs/live.md, "Forwarded traffic"):
+    A's TCP and UDP flows to B are `forwarded` on the inside (A -> B) and on the outside
+    (R -> B), each half naming the other (`nat.*`) and both the same conntrack entry; a
+    segment forged on the outside with nf_conntrack_tcp_loose=0 is `not-tracked`, with an
+    `untracked-flow` alert; the same forgery with loose=1 made an entry, so it is `forwarded`;
+    `read` of the recording gives the same verdicts and fields. Plain masquerade keeps A's
+    ports: the traces of A's processes (host-wide) must not claim R's outside half."""
+    alerts = tmp_path / "alerts.jsonl"
+    with nat_router(MASQUERADE if ruleset == "masquerade" else MASQUERADE_PORTS) as (a, r, b):
+        assert r.sysctl("net.netfilter.nf_conntrack_tcp_loose") == "0"
+        with sniffing(r, "any", tmp_path, "--alerts", str(alerts), record=True) as snf:
+            srv, cli = _flows(a, b, [("4", FB4)])
+            _forge(b, FB4, A4, 4441, 5551)  # loose=0: INVALID, never tracked
+            _forge(b, FB4, A4, 4443, 5553, "vb")  # not to R's MAC: R's kernel drops it
+            time.sleep(0.3)
+            r.sysctl("net.netfilter.nf_conntrack_tcp_loose", "1")
+            _forge(b, FB4, A4, 4442, 5552)  # loose=1: picked up mid-stream
+            time.sleep(0.5)
+            snf.stop()
+        listing = r.run("conntrack", "-L", "-o", "id").stdout  # the flows are still open
+        recs = snf.records()
+    for name in ("tcp4", "udp4"):
+        proto, port = name[:3], srv[name]
+        laddr, lport = cli[name]["local"]
+        seen_addr, seen_port = cli[name]["seen_as"]
+        assert (laddr, seen_addr) == (A4, RB4)
+        if ruleset == "masquerade":
+            assert seen_port == lport
+        else:
+            assert 20000 <= seen_port <= 29999 < lport
+        inside = one_conn(recs, proto, FB4, port, A4, lport)
+        outside = one_conn(recs, proto, FB4, port, RB4, seen_port)
+        for half in (inside, outside):
+            assert half["verdict"] == "forwarded", show([half])
+            assert any("conntrack tracked this flow" in e for e in half["evidence"]), show([half])
+            assert not half.get("processes"), show([half])
+        # Each half names the other; both carry the one conntrack entry's id.
+        assert (inside["nat.orig_h"], inside["nat.orig_p"], inside["nat.resp_h"],
+                inside["nat.resp_p"]) == (RB4, seen_port, FB4, port), show([inside])
+        assert (outside["nat.orig_h"], outside["nat.orig_p"], outside["nat.resp_h"],
+                outside["nat.resp_p"]) == (A4, lport, FB4, port), show([outside])
+        assert isinstance(inside["conntrack_id"], int)
+        assert inside["conntrack_id"] == outside["conntrack_id"], show([inside, outside])
+        # The id is the kernel's: `conntrack -L -o id` lists that entry under it.
+        (line,) = [ln for ln in listing.splitlines()
+                   if f"id={inside['conntrack_id']}" in ln.split()]
+        assert f"src={A4} dst={FB4} sport={lport} dport={port}" in line, line
+        assert any(f"{A4}:{lport} -> {FB4}:{port}" in e and "SNAT" in e
+                   for e in outside["evidence"]), show([outside])
+    tcp = one_conn(recs, "tcp", FB4, srv["tcp4"], A4, cli["tcp4"]["local"][1])
+    assert any("ESTABLISHED" in e or "SYN_SENT" in e for e in tcp["evidence"]), show([tcp])
+
+    forged = one_conn(recs, "tcp", A4, 5551, FB4, 4441)
+    assert forged["verdict"] == "not-tracked", show([forged])
+    assert any("never accepted" in e for e in forged["evidence"]), show([forged])
+    assert any("nf_conntrack_tcp_loose" in e for e in forged["evidence"]), show([forged])
+    assert "conntrack_id" not in forged and "nat.orig_h" not in forged
+    loose = one_conn(recs, "tcp", A4, 5552, FB4, 4442)
+    assert loose["verdict"] == "forwarded", show([loose])
+    assert any("ESTABLISHED when created" in e for e in loose["evidence"]), show([loose])
+    assert "nat.orig_h" not in loose  # not translated: no other half to name
+    # A frame R's kernel dropped unseen (another host's MAC): conntrack's silence means
+    # nothing, so it stays not-local, and says why.
+    overheard = one_conn(recs, "tcp", A4, 5553, FB4, 4443)
+    assert overheard["verdict"] == "not-local", show([overheard])
+    assert any("another host's MAC" in e for e in overheard["evidence"]), show([overheard])
+
+    found = [x for x in map(json.loads, alerts.read_text().splitlines())
+             if x["kind"] == "untracked-flow"]
+    assert [x["uid"] for x in found] == [forged["uid"]], found
+    (alert,) = found
+    assert alert["severity"] == "medium"
+    assert (alert["src"], alert["sport"], alert["dst"], alert["dport"]) == (FB4, 4441, A4, 5551)
+    assert alert["evidence"]["verdict"] == "not-tracked"
+    assert any("nf_conntrack_tcp_loose" in e for e in alert["evidence"]["kernel_evidence"])
+    assert alert["evidence"]["history"] and alert["evidence"]["orig_pkts"] >= 1
+    assert not [r for r in recs if r.get("verdict") == "not-tracked"
+                and r["uid"] != forged["uid"]], show(recs)
+
+    # The recording replays to the same verdicts, evidence and conntrack fields.
+    replay = {r["uid"]: r for r in read_recording(snf.pcapng)}
+    for rec in recs:
+        again = replay.get(rec["uid"])
+        assert again is not None, show([rec])
+        assert {k: again.get(k) for k in CT_FIELDS} == {k: rec.get(k) for k in CT_FIELDS}, \
+            show([rec, again])
+
+
+def test_live_without_cap_net_admin_goes_on(tmp_path):
+    """conntrack cannot be read without CAP_NET_ADMIN (here: root with it taken out of the
+    bounding set): `live` says so once on standard error and goes on, its records without
+    conntrack's verdicts."""
+    out = tmp_path / "live.jsonl"
+    with pair() as (a, b):
+        argv = a.argv("setpriv", "--bounding-set=-net_admin", PYTHON, "-m", "sniffer", "live",
+                      "-i", "va", "--format", "json", "-o", str(out), "--interval", "0.2",
+                      "--duration", "3")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT)
+        deadline = time.monotonic() + 15
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        srv, cli = _flows(a, b, [("4", B4)])
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    notes = [ln for ln in err.splitlines() if "conntrack" in ln]
+    assert len(notes) == 1 and "CAP_NET_ADMIN" in notes[0], err
+    assert "Traceback" not in err
+    recs = [json.loads(ln) for ln in out.read_text().splitlines()]
+    rec = one_conn(recs, "tcp", B4, srv["tcp4"], A4, cli["tcp4"]["local"][1])
+    assert rec["verdict"] == "attributed" and "conntrack_id" not in rec, show([rec])
+
+
+MANY = r'''
+seen = []
+for i in range(N):
+    c = socket.create_connection((ADDR, PORT), timeout=5)
+    c.sendall(b"hi")
+    peer = json.loads(c.recv(100))
+    seen.append([c.getsockname()[1], peer[1]])
+    c.close()
+ready(seen=seen)
+'''
+
+
+class _Host:
+    """Where `sniffing` runs sniffer: here, in the host's namespace (`--netns` does the rest)."""
+
+    @staticmethod
+    def argv(*argv: str) -> list[str]:
+        return list(argv)
+
+
+def test_live_on_a_router_many_short_connections(tmp_path):
+    """200 short TCP connections through the masquerading router, one right after another
+    (each opened, one exchange, closed), sniffer started in the host's namespace with
+    `--netns R`: every inside and outside record is `forwarded`, tied to its other half, none
+    `not-tracked`; the recording replays to the same."""
+    n = 200
+    with nat_router(MASQUERADE_PORTS) as (a, r, b):
+        with sniffing(_Host, "any", tmp_path, "--netns", r.name, record=True) as snf:
+            srv = b.spawn(f"ADDRS = [(socket.AF_INET, {FB4!r})]\n" + SERVER)
+            cli = a.spawn(f"N, ADDR, PORT = {n}, {FB4!r}, {srv['tcp4']}\n" + MANY, timeout=60)
+            time.sleep(0.5)
+            snf.stop()
+        recs = snf.records()
+    port = srv["tcp4"]
+    assert len(cli["seen"]) == n
+    ids = set()
+    for lport, seen_port in cli["seen"]:
+        inside = one_conn(recs, "tcp", FB4, port, A4, lport)
+        outside = one_conn(recs, "tcp", FB4, port, RB4, seen_port)
+        for half in (inside, outside):
+            assert half["verdict"] == "forwarded", show([half])
+        assert (inside["nat.orig_h"], inside["nat.orig_p"]) == (RB4, seen_port), show([inside])
+        assert (outside["nat.orig_h"], outside["nat.orig_p"]) == (A4, lport), show([outside])
+        assert inside["conntrack_id"] == outside["conntrack_id"]
+        ids.add(inside["conntrack_id"])
+    assert len(ids) == n  # one entry each
+    assert not [r for r in recs if r.get("verdict") == "not-tracked"], show(recs)
+    replay = {r["uid"]: r for r in read_recording(snf.pcapng)}
+    assert {u: replay[u].get("verdict") for u in (r["uid"] for r in recs)} == \
+        {r["uid"]: r.get("verdict") for r in recs}
+
+
+def test_live_on_a_port_forward(tmp_path):
+    """A port forward (DNAT) on R: B connects to R's outside address, port 8080, which R
+    forwards to A's server. The outside record (B -> R:8080: R's own address, no socket) and
+    the inside one (B -> A) are both `forwarded`, each naming the other half."""
+    with nat_router() as (a, r, b):
+        srv = a.spawn(f"ADDRS = [(socket.AF_INET, {A4!r})]\n" + SERVER)
+        r.run("nft", "-f", "-", input=f"""
+table ip snfdnat {{
+  chain pre {{ type nat hook prerouting priority -100;
+    iifname "rb" tcp dport 8080 dnat to {A4}:{srv['tcp4']};
+    iifname "rb" udp dport 8080 dnat to {A4}:{srv['udp4']}; }}
+}}
+""")
+        with sniffing(r, "any", tmp_path) as snf:
+            code = ("TARGETS = [('tcp4', socket.AF_INET, %r, 8080), "
+                    "('udp4', socket.AF_INET, %r, 8080)]\nPING = None\n" % (RB4, RB4))
+            cli = b.spawn(code + CLIENT)
+            time.sleep(0.5)
+            snf.stop()
+        recs = snf.records()
+    for name in ("tcp4", "udp4"):
+        proto, port = name[:3], srv[name]
+        laddr, lport = cli[name]["local"]
+        assert (laddr, cli[name]["seen_as"]) == (FB4, [FB4, lport])  # no SNAT: A sees B
+        outside = one_conn(recs, proto, RB4, 8080, FB4, lport)
+        inside = one_conn(recs, proto, A4, port, FB4, lport)
+        for half in (inside, outside):
+            assert half["verdict"] == "forwarded", show([half])
+            assert any("DNAT" in e for e in half["evidence"]), show([half])
+        assert (outside["nat.orig_h"], outside["nat.orig_p"], outside["nat.resp_h"],
+                outside["nat.resp_p"]) == (FB4, lport, A4, port), show([outside])
+        assert (inside["nat.orig_h"], inside["nat.orig_p"], inside["nat.resp_h"],
+                inside["nat.resp_p"]) == (FB4, lport, RB4, 8080), show([inside])
+        assert inside["conntrack_id"] == outside["conntrack_id"] is not None

@@ -454,7 +454,8 @@ def test_short_connections_raise_no_ownerless_socket(tmp_path):
     is not taken for ownerless: no `ownerless-socket` alert, no `unknown` verdict."""
     alerts_file = tmp_path / "alerts.jsonl"
     with pair() as (a, b):
-        server(a, "snf-srv", [["tcp", 4, "0.0.0.0", 5120], ["tcp", 6, "::", 5120]], keep=False)
+        srv = server(a, "snf-srv", [["tcp", 4, "0.0.0.0", 5120], ["tcp", 6, "::", 5120]],
+                     keep=False)
         server(b, "snf-srv", [["tcp", 4, "0.0.0.0", 5121], ["tcp", 6, "::", 5121]], keep=False)
         with sniffing(a, "va", tmp_path, "--alerts", str(alerts_file)) as snf:
             out = a.spawn(f"N, PORT = 300, 5121\nTARGETS = [(4, {B4!r}), (6, {B6!r})]\n"
@@ -474,3 +475,9 @@ def test_short_connections_raise_no_ownerless_socket(tmp_path):
     wrong = [r for r in outbound if r.get("verdict") != "attributed"
              or r["processes"][0]["pid"] != out.pid]
     assert not wrong, f"{len(wrong)} outbound not attributed to the client:\n{show(wrong[:5])}"
+    # The server answers and closes first: its socket is a TIME-WAIT remnant before any look-up,
+    # and only the trace of the accepting process's own send/receive names it.
+    inbound = [r for r in mine if r.get("id.resp_p") == 5120]
+    wrong = [r for r in inbound if r.get("verdict") != "attributed"
+             or [p["pid"] for p in r["processes"]] != [srv.pid]]
+    assert not wrong, f"{len(wrong)} inbound not attributed to the server:\n{show(wrong[:5])}"

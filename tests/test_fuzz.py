@@ -84,6 +84,19 @@ SOCKET = {"netns": "host", "netns_inode": 4026531840, "proto": "tcp", "family": 
           "cgroup": None, "container": None, "service": None, "owner": "process"}
 
 
+CT_ENTRY = {"netns": "router", "netns_inode": 4026532000, "family": 4, "proto": "tcp",
+            "proto_num": 6, "orig": {"src": "10.98.0.1", "dst": "10.97.0.2", "sport": 40000,
+                                     "dport": 80},
+            "reply": {"src": "10.97.0.2", "dst": "10.97.0.254", "sport": 80, "dport": 40000},
+            "state": "SYN_SENT", "timeout": 120, "status": ["CONFIRMED", "SRC_NAT"], "mark": 0,
+            "zone": 0, "id": 123, "use": 1, "helper": None, "counters": None, "nat": "SNAT"}
+CT_ICMP = dict(CT_ENTRY, proto="icmp", proto_num=1, state=None, nat=None,
+               orig={"src": "10.98.0.1", "dst": "10.97.0.2", "sport": None, "dport": None,
+                     "type": 8, "code": 0, "id": 7},
+               reply={"src": "10.97.0.2", "dst": "10.98.0.1", "sport": None, "dport": None,
+                      "type": 0, "code": 0, "id": 7})
+
+
 def ev(kind: str, **fields) -> dict:
     return {"sniffer": 1, "kind": kind, "ts": 1000.0, **fields}
 
@@ -101,7 +114,11 @@ def ev(kind: str, **fields) -> dict:
         "missing_from": ["sock_diag", "/proc/net/tcp"], "summary": "tcp 0.0.0.0:22"}]),
     ev("start", argv=["live", "-w", "x.pcapng"], host="hôte"),
     ev("resync", netns="host"),
-], ids=lambda r: r["kind"])
+    ev("conntrack", netns="router", event="dump", events=True, entries=[CT_ENTRY, CT_ICMP]),
+    ev("conntrack", netns="router", event="new", entries=[CT_ENTRY]),
+    ev("conntrack", netns="router", event="destroy", entries=[dict(CT_ENTRY, state=None)]),
+    ev("conntrack", netns="router", event="lost", entries=[]),
+], ids=lambda r: r["kind"] + "-" + r.get("event", ""))
 def test_records_sniffer_writes_are_well_formed(rec):
     assert well_formed(rec)
 
@@ -123,6 +140,18 @@ def test_records_sniffer_writes_are_well_formed(rec):
     ev("destroy", socket="x"),
     ev("hidden", sockets=[dict(SOCKET, missing_from=[["a"]])]),
     ev("hidden", sockets=[dict(SOCKET, remote_addr="", remote_port=5)]),
+    ev("conntrack", event="update", entries=[]),
+    ev("conntrack", event="dump", events="yes", entries=[]),
+    ev("conntrack", event="new", entries=CT_ENTRY),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, family=5)]),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, id="123")]),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, nat=["SNAT"])]),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, status="SNAT")]),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, orig="10.0.0.1")]),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, reply=dict(CT_ENTRY["reply"],
+                                                                     dst="10.0.0.300"))]),
+    ev("conntrack", event="new", entries=[dict(CT_ENTRY, orig=dict(CT_ENTRY["orig"],
+                                                                    sport=70000))]),
 ])
 def test_records_of_the_wrong_shape_are_refused(rec):
     assert not well_formed(rec)

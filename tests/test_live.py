@@ -268,6 +268,15 @@ def _echo(c, keep):
 
 HELD = []
 
+def tcp_listener(fam, addr, port, backlog=64):
+    s = socket.socket(socket.AF_INET6 if fam == 6 else socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == 6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, port))
+    s.listen(backlog)
+    return s
+
 def serve(specs, keep=True):
     """specs: [proto, family, addr, port]; TCP echo (accepted sockets kept open until EOF),
     UDP echo (replies to each datagram). Returns {port: fd of the listening/bound socket}."""
@@ -275,12 +284,7 @@ def serve(specs, keep=True):
     for proto, fam, addr, port in specs:
         family = socket.AF_INET6 if fam == 6 else socket.AF_INET
         if proto == "tcp":
-            s = socket.socket(family, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if fam == 6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind((addr, port))
-            s.listen(64)
+            s = tcp_listener(fam, addr, port)
             def accept(s=s):
                 while True:
                     c, _ = s.accept()
@@ -581,6 +585,132 @@ def test_short_lived_connection_is_attributed(tmp_path):
         assert_attributed(rec, cli.pid, "snf-short", netns=a.name)
 
 
+PREFORK = SERVE + r"""
+def listeners(port):
+    return [tcp_listener(4, "0.0.0.0", port), tcp_listener(6, "::", port)]
+
+def forked(name, work):
+    # a child renamed `name` running work(); its pid once it has renamed itself
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r); set_name(name); os.write(w, b"x"); os.close(w)
+        work()
+        os._exit(0)
+    os.close(w); os.read(r, 1); os.close(r)
+    return pid
+
+def each(lsts, serve):
+    # serve(conn) for every connection accepted on any of the listeners, one thread each
+    for l in lsts[1:]:
+        threading.Thread(target=lambda l=l: [serve(l.accept()[0]) for _ in iter(int, 1)],
+                         daemon=True).start()
+    for _ in iter(int, 1):
+        serve(lsts[0].accept()[0])
+
+def answer(c):  # a pre-fork worker: one request, its own pid as the answer, closed first
+    c.recv(100); c.sendall(str(os.getpid()).encode()); c.close()
+
+pre = listeners(PORT)
+workers = [forked(f"snf-worker{i}", lambda: each(pre, answer)) for i in range(2)]
+for s in pre:
+    s.close()
+
+# The acceptor reads the request and hands the connection to the replier (SCM_RIGHTS),
+# which answers and closes it: both used the socket.
+left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+def reply():
+    while True:
+        _, fds, _, _ = socket.recv_fds(right, 1, 1)
+        c = socket.socket(fileno=fds[0])
+        c.sendall(b"replied"); c.close()
+replier = forked("snf-replier", reply)
+def hand_over(c):
+    c.recv(100); socket.send_fds(left, [b"x"], [c.fileno()]); c.close()
+hand = listeners(PORT + 1)
+acceptor = forked("snf-acceptor", lambda: each(hand, hand_over))
+ready(workers=workers, replier=replier, acceptor=acceptor)
+"""
+
+ASK = r"""
+set_name("snf-asker")
+out = []
+for i in range(N):
+    fam, dst = TARGETS[i % 2]
+    for port in (PORT, PORT + 1):
+        s = socket.socket(socket.AF_INET6 if fam == 6 else socket.AF_INET)
+        s.settimeout(5)
+        s.connect((dst, port)); s.sendall(b"hi")
+        got = b""
+        while chunk := s.recv(100):
+            got += chunk
+        out.append([port, dst, s.getsockname()[1], got.decode()])
+        s.close()
+ready(conns=out)
+"""
+
+
+def test_prefork_workers_and_passed_descriptors(tmp_path):
+    """A pre-fork server (two workers accepting on one inherited listener, each answering and
+    closing at once) and a server that hands each connection to another process: every short
+    connection names the worker that served it, and a handed-over one both processes that
+    used it, IPv4 and IPv6 alike."""
+    with pair() as (a, b):
+        srv = a.spawn(f"PORT = 5060\n{PREFORK}")
+        with sniffing(a, "va", tmp_path) as snf:
+            asker = b.spawn(f"N, PORT = 20, 5060\nTARGETS = [(4, {A4!r}), (6, {A6!r})]\n{ASK}",
+                            timeout=30)
+            time.sleep(0.8)
+            snf.stop()
+        recs = snf.records()
+    for port, dst, cport, answer in asker["conns"]:
+        rec = one_conn(recs, "tcp", dst, port, None, cport)
+        pids = sorted(p["pid"] for p in rec.get("processes") or ())
+        if port == 5060:
+            assert rec.get("verdict") == "attributed" and pids == [int(answer)], show([rec])
+            assert int(answer) in srv["workers"]
+        else:
+            assert answer == "replied"
+            assert rec.get("verdict") == "attributed" and \
+                pids == sorted([srv["acceptor"], srv["replier"]]), show([rec])
+            assert "snf-acceptor" in " ".join(rec["evidence"]), show([rec])
+            assert "snf-replier" in " ".join(rec["evidence"]), show([rec])
+
+
+BUSY = r"""
+set_name("snf-busy")
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+end, n = time.monotonic() + 1.5, 0
+while time.monotonic() < end:
+    c.send(b"x" * 64); a.recv(64); n += 1
+ready(pairs=n)
+"""
+
+
+def test_busy_host_pauses_send_receive_tracing(tmp_path):
+    """Tens of thousands of TCP sends and receives a second on the host: their tracing is
+    switched off for a while (said at exit), and inbound connections to a server that answers
+    and closes at once are still attributed to it, by the close it makes."""
+    with pair() as (a, b):
+        srv = server(a, "snf-srv", [["tcp", 4, "0.0.0.0", 5070], ["tcp", 6, "::", 5070]],
+                     keep=False)
+        with sniffing(a, "va", tmp_path) as snf:
+            busy = a.spawn(BUSY, timeout=20)
+            ports = []
+            for i in range(20):  # within the pause (10 s)
+                dst = A4 if i % 2 else A6
+                ports.append((dst, int(b.run(PYTHON, "-c", QUICK_CLIENT, dst, "5070").stdout)))
+            time.sleep(0.5)
+            snf.stop()
+        recs = snf.records()
+    assert busy["pairs"] > 2 * 20_000, busy.info  # above the budget (per second, 1.5 s)
+    assert "their tracing paused 1 time(s) for 10 s" in snf.stderr, snf.stderr
+    for dst, port in ports:
+        rec = one_conn(recs, "tcp", dst, 5070, None, port)
+        assert_attributed(rec, srv.pid, "snf-srv")
+
+
 def _key(rec: dict) -> tuple:
     procs = tuple(sorted((p.get("pid"), p.get("name"), p.get("fd"))
                          for p in rec.get("processes") or ()))
@@ -829,11 +959,12 @@ def test_instances_left_by_a_killed_sniffer_are_removed(tmp_path):
     with pair() as (a, b):
         with sniffing(a, "va", tmp_path, name="killed") as first:
             mine = instances / f"sniffer-{first.proc.pid}"
-            assert mine.is_dir()
+            assert mine.is_dir() and Path(f"{mine}-udp").is_dir()
             first.proc.kill()
             first.proc.wait(10)
         assert mine.is_dir()  # left behind
         with sniffing(a, "va", tmp_path, name="next") as snf:
             assert not mine.exists(), "the dead sniffer's instance is still there"
+            assert not Path(f"{mine}-udp").exists(), "the dead sniffer's route instance too"
             assert (instances / f"sniffer-{snf.proc.pid}").is_dir()  # its own, in use
             snf.stop()

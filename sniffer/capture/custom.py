@@ -4,7 +4,8 @@ A recording (`sniffer live -w`) carries the kernel's view as JSON objects in pca
 Blocks; `sniffer read` replays them into the correlator (sniffer.correlate) and the detectors,
 which index, hash and format their fields. A damaged or hostile file can put anything there, so
 the reader hands over only records whose fields have the types those consumers rely on (see
-sniffer/kernel/view.py for the socket record, sniffer/kernel/monitor.py for the events); the
+sniffer/kernel/view.py for the socket record, sniffer/kernel/monitor.py for the events,
+sniffer/kernel/conntrack.py for the conntrack entries); the
 others are counted as ``pcapng_custom_block_bad`` like undecodable ones. Unknown kinds and extra
 fields pass: a newer recording stays readable.
 """
@@ -19,7 +20,7 @@ import socket
 # Fields of a socket record and the JSON types each may have (None: null).
 _STR_OR_NONE = (str, type(None))
 _SOCKET_TEXT = ("proto", "state", "user", "netns", "container", "owner", "summary", "service",
-                "cgroup")
+                "cgroup", "role", "via")
 _SOCKET_PORTS = ("local_port", "remote_port")
 _SOCKET_ADDRS = ("local_addr", "remote_addr")
 _SOCKET_LISTS = ("seen_in", "missing_from")  # a hidden socket's evidence: lists of names
@@ -55,6 +56,46 @@ def well_formed(rec: dict) -> bool:
     if kind == "destroy":
         s = rec.get("socket")
         return s is None or _socket(s)
+    if kind == "conntrack":
+        entries = rec.get("entries", ())
+        return (rec.get("event") in _CT_EVENTS and type(rec.get("events", True)) is bool
+                and type(entries) in (list, tuple) and all(_ct_entry(e) for e in entries)
+                and (rec["event"] != "overheard" or _flow(rec.get("flow"))))
+    return True
+
+
+_CT_EVENTS = ("dump", "new", "destroy", "lost", "overheard")
+
+
+def _flow(f: object) -> bool:
+    """An overheard flow: [proto, orig_h, orig_p, resp_h, resp_p]."""
+    return (type(f) is list and len(f) == 5 and type(f[0]) is str
+            and all(type(f[i]) is str and _is_addr(f[i]) for i in (1, 3))
+            and all(type(f[i]) is int and 0 <= f[i] <= 0xFFFF for i in (2, 4)))
+
+
+def _ct_entry(e: object) -> bool:
+    """A conntrack entry (sniffer.kernel.conntrack.CtEntry.to_json): what sniffer.ctview
+    indexes and writes into records: protocol and family, both tuples' addresses and ports,
+    id, state, status, nat."""
+    if type(e) is not dict or type(e.get("proto")) is not str or e.get("family") not in (4, 6):
+        return False
+    for name in ("state", "nat"):
+        if type(e.get(name)) not in _STR_OR_NONE:
+            return False
+    if type(e.get("id")) not in (int, type(None)) or not _str_list(e.get("status", ())):
+        return False
+    for name in ("orig", "reply"):
+        t = e.get(name)
+        if type(t) is not dict:
+            return False
+        for addr in ("src", "dst"):
+            if not (type(t.get(addr)) is str and _is_addr(t[addr])):
+                return False
+        for port in ("sport", "dport"):
+            v = t.get(port)
+            if v is not None and (type(v) is not int or not 0 <= v <= 0xFFFF):
+                return False
     return True
 
 

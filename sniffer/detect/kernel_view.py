@@ -1,5 +1,6 @@
 """Connections the kernel cannot account for: `unattributed-connection`, `hidden-listener`,
-`ownerless-socket`, and sockets one kernel view hides from another: `hidden-socket`.
+`ownerless-socket`, `untracked-flow`, and sockets one kernel view hides from another:
+`hidden-socket`.
 
 These turn the cross-reference's verdicts (sniffer/correlate.py, docs/live.md) into alerts, so
 they reach `--alerts` with the wire's evidence beside the kernel's. They exist only where a
@@ -15,6 +16,10 @@ Without one the correlator gives no verdict and nothing here fires.
 * `ownerless-socket` (low): the socket was seen, with traffic in both directions, but no
   process holding it (a descriptor passed and closed, or a process /proc would not show), and
   a second look agreed (sniffer.kernel.monitor confirms before it reports `no-process`).
+* `untracked-flow` (medium): traffic between two other hosts (a router's forwarded traffic)
+  that conntrack never tracked while it tracked others of that family (sniffer.ctview): a
+  spoofed or injected packet, or one conntrack found INVALID. `kernel_evidence` explains
+  nf_conntrack_tcp_loose. Nothing is raised for `forwarded`.
 * `hidden-socket` (high): a socket that sock_diag shows and /proc/net does not, or the other
   way round, or a port that refuses bind() while neither lists a socket on it
   (sniffer.kernel.hidden; `live` runs the check every --hidden-interval seconds).
@@ -32,7 +37,7 @@ _SYN_ACK_EVIDENCE = "a SYN-ACK came from a local port"
 
 
 class Detector:
-    kind = "unattributed-connection"  # also hidden-listener, ownerless-socket
+    kind = "unattributed-connection"  # also hidden-listener, ownerless-socket, untracked-flow
 
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -75,6 +80,10 @@ class Detector:
                 "seen, but not its owner" in e for e in r.evidence):
             kind, severity = "ownerless-socket", "low"
             summary = "a socket carried traffic both ways, but no process held it"
+        elif verdict == "not-tracked":
+            kind, severity = "untracked-flow", "medium"
+            summary = ("traffic between other hosts that this host's conntrack never tracked: "
+                       "forged, injected, or dropped as INVALID")
         else:
             return
         evidence = {"verdict": verdict, "kernel_evidence": list(r.evidence),

@@ -77,3 +77,10 @@ class Conn:
     user: str | None = None
     netns: str | None = None
     container: str | None = None
+    # A forwarded connection (sniffer.ctview): conntrack's entry id, and with NAT the other
+    # half of the connection, beyond the translation (the fields nat.orig_h ... nat.resp_p).
+    conntrack_id: int | None = None
+    nat_orig_h: str | None = None
+    nat_orig_p: int | None = None
+    nat_resp_h: str | None = None
+    nat_resp_p: int | None = None

@@ -25,6 +25,8 @@ PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 class KernelMonitor:
     """One namespace's sockets, watched: dumps on an interval, destroy events, look-ups."""
 
+    conntrack = None  # sniffer.kernel.conntrack.Watch, once start_conntrack succeeded
+
     def __init__(self, ns: Netns, sink: Sink, lookup_budget: int = 500,
                  trace: bool = True) -> None:
         self.ns = ns
@@ -38,17 +40,18 @@ class KernelMonitor:
         self._budget_left = lookup_budget
         self._budget_second = 0
         self.tracer = None
+        self.trace_error: str | None = None  # why `tracer` is None
         self._hidden = None  # findings of the hidden-socket thread (start_hidden_checks)
         self._probe_cookies: set[int] | None = None
         self._ownerless: dict[int, int] = {}  # cookie -> inode: confirmed by a second look
         self._stop = None
         if not trace:  # `live --user`: its tracefs instance could not be removed after the drop
-            self.trace_error = "connect() tracing is off"
+            self.trace_error = "socket tracing is off"
             return
         try:
-            from sniffer.kernel.trace import ConnectTracer
-            self.tracer = ConnectTracer()
-        except OSError as exc:  # no tracefs: short outgoing connections may stay unowned
+            from sniffer.kernel.trace import SocketTracer
+            self.tracer = SocketTracer()
+        except OSError as exc:  # no tracefs: short connections may stay unowned
             self.trace_error = str(exc)
 
     def start_hidden_checks(self, interval: float, probe: bool = False) -> None:
@@ -86,8 +89,27 @@ class KernelMonitor:
         self.events.close()
         if self.tracer is not None:
             self.tracer.close()
+        if self.conntrack is not None:
+            self.conntrack.close()
 
     # -- what the namespace is -----------------------------------------------------------------
+    def start_conntrack(self, ts: float) -> str | None:
+        """Watch the namespace's conntrack table (sniffer.kernel.conntrack.Watch): its events
+        from now on (read by `poll`), and a dump of it now. Returns None, or why conntrack
+        cannot be read (no CAP_NET_ADMIN, no ctnetlink): the run goes on without it."""
+        from sniffer.kernel.conntrack import Watch
+        try:
+            watch = Watch(self.ns, self.sink)
+        except OSError as exc:
+            return ("its events need CAP_NET_ADMIN" if exc.errno == errno.EPERM
+                    else f"cannot subscribe to its events ({exc})")
+        error = watch.dump(ts)
+        if error is not None:
+            watch.close()
+            return error
+        self.conntrack = watch
+        return None
+
     def addresses(self, ts: float) -> None:
         from sniffer.kernel.addrs import read
         view = read(self.ns)
@@ -102,14 +124,19 @@ class KernelMonitor:
 
     # -- what changed ----------------------------------------------------------------------------
     def poll(self, ts: float) -> None:
-        """Drain connect() traces, hidden-socket findings and destroy events; on an overflow,
+        """Drain socket traces, hidden-socket findings and destroy events; on an overflow,
         say so and re-dump."""
+        if self.conntrack is not None:
+            self.conntrack.poll(ts)
         while self._hidden is not None and not self._hidden.empty():
             found = self._hidden.get()
             self.sink(ts, {"kind": "hidden", "netns": self.ns.label,
                            "sockets": [h.to_json() for h in found]})
         if self.tracer is not None:
-            traced = self.tracer.read()
+            # Tracing is host-wide: keep what processes of this namespace did (one gone before
+            # its namespace could be read is kept; its addresses and ports still have to match).
+            traced = [t for t in self.tracer.read()
+                      if t.get("netns_inode") in (None, self.ns.inode)]
             if traced:
                 self.sink(ts, {"kind": "sockets", "netns": self.ns.label, "source": "trace",
                                "sockets": [_traced_record(self.ns, t, self._socket_uid(t))
@@ -239,18 +266,22 @@ class KernelMonitor:
 
 
 def _traced_record(ns: Netns, t: dict, uid: int | None) -> dict:
-    """A socket record for a traced connect(): the process is known, its descriptor is not.
+    """A socket record for a traced connection: its processes are known (the one that
+    connected or accepted, and every one seen using it since), its descriptors are not.
 
-    `uid` was read from the process while it was connecting (or from its socket)."""
+    `uid` was read from the first process while it was using the socket (or from the socket
+    as a dump saw it). `role` says which end the socket is; `via` which trace named it."""
     if uid is None:
         from sniffer.kernel.trace import process_uid
-        uid = process_uid(t["pid"])
-    return {"netns": ns.label, "netns_inode": ns.inode, "proto": "tcp", "family":
-            4 if t["local_addr"] else 6, "state": "SYN-SENT",
+        uid = process_uid(t["processes"][0]["pid"])
+    state = ("UNCONN" if t["proto"] == "udp" else
+             "SYN-SENT" if t["role"] == "originator" else "ESTABLISHED")
+    return {"netns": ns.label, "netns_inode": ns.inode, "proto": t["proto"],
+            "family": t.get("family") or (4 if t["local_addr"] else 6), "state": state,
             "local_addr": t["local_addr"], "local_port": t["local_port"],
             "remote_addr": t["remote_addr"], "remote_port": t["remote_port"],
             "recv_q": 0, "send_q": 0, "uid": uid, "user": user_name(uid) if uid is not None else None,
-            "inode": 0, "cookie": 0,
-            "interface": None, "processes": [{"pid": t["pid"], "name": t["name"], "fd": -1}],
+            "inode": 0, "cookie": 0, "interface": None,
+            "processes": [{"pid": p["pid"], "name": p["name"], "fd": -1} for p in t["processes"]],
             "cgroup_id": None, "cgroup": None, "container": None, "service": None,
-            "owner": "process"}
+            "owner": "process", "role": t["role"], "via": t["via"]}

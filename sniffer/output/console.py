@@ -57,13 +57,16 @@ STATE_STYLES: dict[str, str] = {
 
 #: Verdicts of the kernel cross-reference (sniffer.correlate): colour, and what each means.
 VERDICT_STYLE = {"attributed": "green", "kernel": "cyan", "refused": "yellow",
-                 "unattributed": "bold red", "not-local": "dim", "unknown": "magenta"}
+                 "unattributed": "bold red", "not-local": "dim", "unknown": "magenta",
+                 "forwarded": "blue", "not-tracked": "bold red"}
 VERDICT_MEANINGS: dict[str, str] = {
     "attributed": "a process's socket",
     "kernel": "held by the kernel",
     "refused": "no socket, refused",
     "unattributed": "traffic, no socket",
     "not-local": "neither end local",
+    "forwarded": "conntrack: forwarded",
+    "not-tracked": "conntrack never saw it",
     "unknown": "too little evidence",
 }
 

@@ -42,7 +42,7 @@ PANEL_EDGES = 4
 JUDGED = 1000
 
 #: Verdicts of finished connections listed under "needs attention" (sniffer.live.Live.emit).
-ATTENTION = ("unattributed", "refused", "unknown")
+ATTENTION = ("unattributed", "refused", "unknown", "not-tracked")
 
 
 def _end(host: str | None, port: int | None) -> str:

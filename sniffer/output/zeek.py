@@ -36,7 +36,8 @@ DEFAULT_FIELDS: tuple[str, ...] = ZEEK_FIELDS + ("community_id",)
 
 #: The kernel cross-reference's columns, appended after DEFAULT_FIELDS when present.
 VERDICT_FIELDS: tuple[str, ...] = ("verdict", "evidence", "processes", "user", "netns",
-                                   "container")
+                                   "container", "conntrack_id", "nat.orig_h", "nat.orig_p",
+                                   "nat.resp_h", "nat.resp_p")
 
 #: Zeek type name of every field this writer knows.
 FIELD_TYPES: dict[str, str] = {
@@ -50,6 +51,8 @@ FIELD_TYPES: dict[str, str] = {
     "orig_l2_addr": "string", "resp_l2_addr": "string",
     "verdict": "string", "evidence": "string", "processes": "vector[string]",
     "user": "string", "netns": "string", "container": "string",
+    "conntrack_id": "count", "nat.orig_h": "addr", "nat.orig_p": "port", "nat.resp_h": "addr",
+    "nat.resp_p": "port",
 }
 
 
@@ -79,7 +82,7 @@ def field_value(conn: Conn, name: str) -> Any:
         return EVIDENCE_SEPARATOR.join(conn.evidence) if conn.evidence else None
     if name not in FIELD_TYPES:
         raise ValueError(f"unknown conn.log field {name!r}")
-    return getattr(conn, name)
+    return getattr(conn, _ATTRS.get(name, name))
 
 
 def _escape_text(s: str, extra: str = "") -> str:
@@ -132,7 +135,8 @@ def format_row(conn: Conn, fields: Sequence[str] = DEFAULT_FIELDS) -> str:
 
 
 _ATTRS = {"id.orig_h": "orig_h", "id.orig_p": "orig_p", "id.resp_h": "resp_h",
-          "id.resp_p": "resp_p"}
+          "id.resp_p": "resp_p", "nat.orig_h": "nat_orig_h", "nat.orig_p": "nat_orig_p",
+          "nat.resp_h": "nat_resp_h", "nat.resp_p": "nat_resp_p"}
 
 
 def _text(v: Any) -> str:
