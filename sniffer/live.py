@@ -183,6 +183,8 @@ class Live:
 
     def finish(self) -> None:
         """Flush every open connection (with its verdict), close every file validly."""
+        if self.monitor.tracer is not None:
+            self.monitor.tracer.sync()  # the last connections' traces, before they are judged
         self.monitor.poll(self.table.network_time or time.time())
         self.decoder.flush()
         if self.detectors is not None:

@@ -121,6 +121,8 @@ class _Instance:
             self._remove()
             raise
         self._stopping = False
+        self._synced = threading.Event()
+        self._sync_mark = ""
         self._thread = threading.Thread(target=self._follow, name=f"trace-{name}", daemon=True)
         self._thread.start()
 
@@ -137,7 +139,22 @@ class _Instance:
                 return
             lines = (partial + data).split(b"\n")
             partial = lines.pop()
-            self._parse([line.decode("utf-8", "replace") for line in lines])
+            text = [line.decode("utf-8", "replace") for line in lines]
+            self._parse(text)
+            mark = self._sync_mark
+            if mark and any(mark in line for line in text):
+                self._synced.set()
+
+    def sync(self, timeout: float) -> bool:
+        """Wait until every event recorded before now has been parsed (at most `timeout` s):
+        a marker written now comes after them in trace_pipe's time order."""
+        self._synced.clear()
+        self._sync_mark = f"sniffer: sync {time.monotonic_ns()}"
+        try:
+            _write(os.path.join(self.path, "trace_marker"), self._sync_mark + "\n")
+        except OSError:
+            return False
+        return self._synced.wait(timeout)
 
     def enable(self, events, on: bool) -> None:
         for event in events:
@@ -219,6 +236,12 @@ class SocketTracer:
         with self._lock:
             out, self._done = self._done, []
         return out
+
+    def sync(self, timeout: float = 1.0) -> None:
+        """Parse every event made so far (before the last records are judged, at the end)."""
+        deadline = time.monotonic() + timeout
+        for instance in self._instances:
+            instance.sync(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         for instance in self._instances:
