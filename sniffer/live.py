@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable
 
 from sniffer.correlate import KernelView, keep_seconds
-from sniffer.decode import Decoder
+from sniffer.engine import Engine, Finished, NewConn
 from sniffer.flows.conn import ntop, proto_name
-from sniffer.flows.table import FlowTable
 from sniffer.stats import Stats
 
 
@@ -41,7 +40,6 @@ class Live:
         self.writers: list = []
         self.recorder = None
         self.recent: list = []  # finished records worth attention, for the dashboard
-        self.pkttype: int | None = None  # the current frame's sll_pkttype
         self.finished = 0
         self.verdicts: dict[str, int] = {}  # finished records by verdict, for the dashboard
         self.capture = LiveCapture(args.interface, args.filter, args.promisc, stats=self.stats,
@@ -50,39 +48,58 @@ class Live:
             from sniffer.output.pcapng import PcapngWriter
             self.recorder = PcapngWriter(args.write)
             self.recorder.add_interface(self.capture.interface, self.capture.linktype)
-        self.decoder = Decoder(settings, self.stats)
-        self.table = FlowTable(settings, self.stats, self.emit, self.decoder)
-        self.table.on_new = self.on_new
         from sniffer.detect.engine import from_args
         self.detectors = from_args(args, settings, self.stats)  # None unless --alerts/--detect
-        if self.detectors is not None:
-            self.table.observer = self.detectors
-            self.detectors.table = self.table
+        self.engine = Engine(settings, self.stats, detectors=self.detectors, notices=True)
+        self.table = self.engine.table  # (the dashboard lists its open connections)
+        # Kernel events that arrive while a block's events are dispatched (the look-ups of its
+        # new connections) are applied and recorded after them: a replay of the recording
+        # sees them after the block's packets, and must judge its records the same way.
+        self._held: list | None = None
         # Under --user the socket traces stay off: their tracefs instances are root's to remove.
         self.monitor = KernelMonitor(current(), self.kernel_event,
                                      trace=not getattr(args, "user", None))
 
     # -- the kernel's side ------------------------------------------------------------------
     def kernel_event(self, ts: float, ev: dict) -> None:
+        if self._held is not None:
+            self._held.append((ts, ev))
+            return
         self.view.event(ts, ev)
         if self.detectors is not None:
             self.detectors.kernel_event(ts, ev)
         if self.recorder is not None:
             self.recorder.custom(ev["kind"], ev, ts)
 
-    def on_new(self, conn) -> None:
+    def dispatch(self) -> None:
+        """The engine's events, in order: look-ups for new connections, records judged and
+        written."""
+        self._held = []
+        try:
+            for ev in self.engine.take():
+                if type(ev) is Finished:
+                    self.emit(ev.conn)
+                elif type(ev) is NewConn:
+                    self.on_new(ev)
+        finally:
+            held, self._held = self._held, None
+            for ts, ev in held:
+                self.kernel_event(ts, ev)
+
+    def on_new(self, new: NewConn) -> None:
         """A connection's first packet: if one end is ours, ask the kernel about it now."""
+        conn = new.conn
         if conn.proto not in (6, 17):
             return
         orig, resp = ntop(conn.orig_h), ntop(conn.resp_h)
         proto = proto_name(conn.proto)
-        ts = self.table.network_time
+        ts = new.ts
         local_orig, local_resp = self.view.is_local(orig), self.view.is_local(resp)
         if local_orig:
             self.monitor.lookup(ts, proto, orig, conn.orig_p, resp, conn.resp_p)
         if local_resp:
             self.monitor.lookup(ts, proto, resp, conn.resp_p, orig, conn.orig_p)
-        if self.pkttype == 3 and not (local_orig or local_resp) \
+        if new.pkttype == 3 and not (local_orig or local_resp) \
                 and self.monitor.conntrack is not None:
             # Sent to another host's MAC (a promiscuous capture): this kernel never handled
             # it, so conntrack's silence about it says nothing (sniffer.ctview). Recorded.
@@ -130,38 +147,23 @@ class Live:
         start = time.monotonic()
         next_snapshot = start + args.interval
         next_tick = start + 0.05
-        decode, process, more = self.decoder.decode, self.table.process, self.decoder.more
-        table, tick = self.table, self.table.tick
-        recorder = self.recorder
-        # The detectors learn each frame's direction (sll_pkttype) before its packets.
-        frame = self.detectors.frame if self.detectors is not None else None
+        engine, recorder = self.engine, self.recorder
+        # With detectors one frame at a time, as `read` feeds them (sniffer.read.run_packets).
+        one = self.detectors is not None
         count = 0
-        for item in self.capture.packets(idle=0.05):
-            if item is not None:
-                ts, linktype, data, wirelen, pkttype = item
-                count += 1
-                if recorder is not None:
-                    recorder.packet(0, ts, data, wirelen, pkttype)
-                if frame is not None:
-                    frame(linktype, data, pkttype)
-                table.frame = count  # as in sniffer.read.run_packets
-                self.pkttype = pkttype  # for on_new
-                if ts > table.network_time:
-                    tick(ts)
-                pkt = decode(ts, linktype, data, wirelen)
-                if pkt is not None:  # as in sniffer.read.run_packets (kept inline: per packet)
-                    if more:
-                        rest = more[:]
-                        more.clear()
-                        process(ts, pkt)
-                        for p in rest:
-                            process(ts, p)
-                    else:
-                        process(ts, pkt)
+        for block in self.capture.blocks(idle=0.05):
+            if block is not None:
+                if args.count and count + len(block) > args.count:
+                    block = block[:args.count - count]
+                count += len(block)
+                for part in ([f] for f in block) if one else (block,):
+                    if recorder is not None:  # each packet before the kernel events it causes
+                        for ts, _lt, data, wirelen, pkttype in part:
+                            recorder.packet(0, ts, data, wirelen, pkttype)
+                    engine.feed(engine.directed(part))
+                    self.dispatch()
                 if args.count and count >= args.count:
                     break
-                if count & 127:  # the clock is read every 128 packets, or when idle
-                    continue
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + 0.05
@@ -179,17 +181,14 @@ class Live:
                     dashboard(self)
                 if args.duration and mono - start >= args.duration:
                     break
-        self.stats["packets"] += count
 
     def finish(self) -> None:
         """Flush every open connection (with its verdict), close every file validly."""
         if self.monitor.tracer is not None:
             self.monitor.tracer.sync()  # the last connections' traces, before they are judged
         self.monitor.poll(self.table.network_time or time.time())
-        self.decoder.flush()
-        if self.detectors is not None:
-            self.detectors.flush()
-        self.table.flush()
+        self.engine.finish()
+        self.dispatch()
         ks = self.capture.kernel_stats()
         self.stats["kernel_received"] = ks.get("received", 0)
         self.stats["kernel_dropped"] = ks.get("dropped", 0)

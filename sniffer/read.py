@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
+from itertools import islice
 from typing import TextIO
 
 from sniffer.capture import open_capture
 from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports
 from sniffer.correlate import KernelView
-from sniffer.decode import Decoder
 from sniffer.errors import BadInputError, SnifferError, UsageError
+from sniffer.engine import Engine, Finished
 from sniffer.flows.conn import Conn
-from sniffer.flows.table import FlowTable
 from sniffer.interrupt import Interrupted
 from sniffer.stats import LoggedStats, Stats, checksum_warning
 
@@ -41,107 +42,83 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+#: Frames fed to the engine at a time: its events are taken (judged, written) after each batch.
+BATCH = 512
+
+
 def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
-                advance=None, weird=None, detectors=None, shard=None,
-                on_table=None) -> BadInputError | Interrupted | None:
-    """Run the pipeline over `paths`; every connection reaches `emit`, even after bad input.
+                advance=None, weird=None, detectors=None,
+                shard=None) -> BadInputError | Interrupted | None:
+    """Run the engine over `paths`; every connection reaches `emit(Finished)`, even after bad
+    input.
 
     `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
-    progress bar); `weird(record)`, when given, receives each anomaly for weird.log;
-    `detectors` (sniffer.detect.engine.Detectors), when given, observes the run. `shard`,
-    ``(owner, me)``, makes this run one `--workers` shard: frames for which
-    ``owner(linktype, data) != me`` only move the clock on (sniffer.workers); `on_table`
-    is handed the flow table before the first packet. Returns the input error or the stop
-    signal (sniffer.interrupt) that ended the run early, if any: the caller reports it after
-    the output is complete.
+    progress bar); `weird(record)`, when given, receives each anomaly for weird.log (then
+    `stats` must be a LoggedStats); `detectors` (sniffer.detect.engine.Detectors), when given,
+    observes the run. `shard`, ``(owner, me)``, makes this run one `--workers` shard
+    (sniffer.engine.Engine). Returns the input error or the stop signal (sniffer.interrupt)
+    that ended the run early, if any: the caller reports it after the output is complete.
     """
-    decoder = Decoder(settings, stats)
+    engine = Engine(settings, stats, detectors=detectors, weirds=weird is not None,
+                    shard=shard)
     # A recording of `sniffer live -w` carries the kernel's view in custom blocks: replay it
-    # into the same correlator, so the records get the verdicts the live run gave them.
+    # into the same correlator, so the records get the verdicts the live run gave them. Its
+    # events join the engine's, in file order, so each record is judged on the view as it was
+    # when the record ended, whatever the batch.
     view = KernelView()
+    events = engine.events
 
-    def judged(conn) -> None:
-        if view.snapshots or view.local:
-            view.judge(conn)
-        emit(conn)
-
-    on_custom = view.event
-    if detectors is not None:
-        def observed(conn) -> None:
-            judged(conn)
-            detectors.finished(conn)
-
-        def on_custom(ts: float, ev: dict) -> None:
-            view.event(ts, ev)
+    def on_custom(ts: float, ev: dict) -> None:
+        events.append(KernelEvent(ts, ev))
+        if detectors is not None:  # (they watch packets as they are fed: tell them now)
             detectors.kernel_event(ts, ev)
 
-    table = FlowTable(settings, stats, judged if detectors is None else observed, decoder)
-    table.weird_sink = weird
-    if detectors is not None:
-        table.observer = detectors
-        detectors.table = table
-    decode = decoder.decode
-    more = decoder.more
-    process = table.process
-    tick = table.tick
-    if on_table is not None:
-        on_table(table)
-    owner, me = shard if shard is not None else (None, 0)
-    packets = wire_bytes = foreign = 0
+    def dispatch() -> None:
+        for ev in engine.take():
+            kind = type(ev)
+            if kind is Finished:
+                conn = ev.conn
+                if view.snapshots or view.local:
+                    view.judge(conn)
+                emit(ev)
+                if detectors is not None:
+                    detectors.finished(conn)
+            elif kind is KernelEvent:
+                view.event(ev.ts, ev.event)
+            else:
+                weird(ev)
+
+    # With detectors one frame at a time: they watch packets as they are fed, and records
+    # as they end; a batch would show them later packets before an earlier record.
+    batch = 1 if detectors is not None else BATCH
     error = None
     try:
-        packets_in = open_capture(paths, stats, on_custom, directions=detectors is not None)
+        frames = open_capture(paths, stats, on_custom, directions=detectors is not None)
         if detectors is not None:
-            packets_in = _directed(packets_in, detectors)
+            frames = engine.directed(frames)
         if advance is not None:
-            packets_in = _counted(packets_in, advance)
-        if isinstance(stats, LoggedStats):
-            packets_in = _stamped(packets_in, stats)
-        for ts, linktype, data, wirelen in packets_in:
-            packets += 1
-            table.frame = packets
-            if ts > table.network_time:
-                tick(ts)
-            if owner is not None and owner(linktype, data) != me:
-                foreign += 1  # another worker's: only the clock moved
-                continue
-            wire_bytes += wirelen
-            pkt = decode(ts, linktype, data, wirelen)
-            if pkt is not None:
-                if more:  # a frame with several packets: the first, then the others
-                    rest = more[:]
-                    more.clear()
-                    process(ts, pkt)
-                    for p in rest:
-                        process(ts, p)
-                else:
-                    process(ts, pkt)
+            frames = _counted(frames, advance)
+        frames = iter(frames)
+        while True:
+            before = engine.frames
+            engine.feed(islice(frames, batch))
+            dispatch()
+            if engine.frames - before < batch:
+                break
     except (BadInputError, Interrupted) as exc:
         error = exc
     finally:
-        stats["packets"] += packets - foreign
-        stats["bytes"] += wire_bytes
-        decoder.flush()
-        if detectors is not None:
-            detectors.flush()
-        table.flush()
+        engine.finish()
+        dispatch()
     return error
 
 
-def _directed(packets, detectors):
-    """Tell the detectors each frame's direction (a pcapng EPB's flags, or the link layer's
-    own header) and device kind; pass the packet on without it."""
-    frame = detectors.frame
-    for ts, linktype, data, wirelen, pkttype in packets:
-        frame(linktype, data, pkttype)
-        yield ts, linktype, data, wirelen
+@dataclass(slots=True)
+class KernelEvent:
+    """A kernel event from a recording's custom block, in the engine's event stream."""
 
-
-def _stamped(packets, stats: LoggedStats):
-    """Keep `stats.ts` at the packet being read, so anomalies logged meanwhile carry it."""
-    for p in packets:
-        stats.ts = p[0]
-        yield p
+    ts: float
+    event: dict
 
 
 def _counted(packets, advance):
@@ -189,6 +166,9 @@ class _Output:
         elif self.fmt == "json":
             from sniffer.output.jsonl import JsonlWriter
             self.writer = JsonlWriter(self.out, fields)
+
+    def emit_finished(self, ev: Finished) -> None:
+        self.emit(ev.conn)
 
     def emit(self, conn: Conn) -> None:
         if self.fmt == "table":
@@ -272,11 +252,7 @@ def _run_read(args: argparse.Namespace) -> int:
         return _run_workers(args, settings, fmt, output)
     weirds = _weird_log(args.weird_log)
     weird = weirds.write if weirds is not None else None
-    if weirds is None:
-        stats = Stats()
-    else:
-        from sniffer.output.weird import Weird
-        stats = LoggedStats(lambda name, ts: weirds.write(Weird(ts, name, source="decode")))
+    stats = Stats() if weirds is None else LoggedStats()  # (the engine logs through it)
     from sniffer.detect.engine import from_args
     detectors = from_args(args, settings, stats)
     try:
@@ -284,10 +260,11 @@ def _run_read(args: argparse.Namespace) -> int:
             from sniffer.output.console import progress
             total = None if "-" in args.files else _total_size(args.files)
             with progress(total, min_total=8 << 20) as advance:
-                error = run_packets(args.files, settings, stats, output.emit, advance, weird,
-                                    detectors)
+                error = run_packets(args.files, settings, stats, output.emit_finished,
+                                    advance, weird, detectors)
         else:
-            error = run_packets(args.files, settings, stats, output.emit, None, weird, detectors)
+            error = run_packets(args.files, settings, stats, output.emit_finished, None, weird,
+                                detectors)
     finally:
         if detectors is not None:  # even when interrupted: the alerts raised so far
             detectors.close()

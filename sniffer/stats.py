@@ -53,7 +53,7 @@ class LoggedStats(Stats):
     the packet being read, kept current by the pipeline.
     """
 
-    def __init__(self, sink: Callable[[str, float], None]) -> None:
+    def __init__(self, sink: Callable[[str, float], None] | None = None) -> None:
         super().__init__()
         self.sink = sink
         self.ts = 0.0
@@ -61,5 +61,6 @@ class LoggedStats(Stats):
     def __setitem__(self, key: str, value: int) -> None:
         grew = value > self.get(key, 0)
         super().__setitem__(key, value)
-        if grew and key not in INFORMATIONAL and not key.startswith(("weird:", "alert")):
+        if grew and self.sink is not None and key not in INFORMATIONAL \
+                and not key.startswith(("weird:", "alert")):
             self.sink(key, self.ts)

@@ -216,32 +216,30 @@ def _load(path: str) -> dict:
 
 def _worker(paths, settings, owner, me: int, path: str, fmt: str, plain, with_verdicts) -> None:
     """One shard: run the pipeline, write `key TAB flag TAB row` lines, then the stats."""
+    from sniffer.engine import Finished
     from sniffer.output import jsonl, zeek
     from sniffer.read import run_packets
     from sniffer.stats import Stats
 
     fmt_row = zeek.format_row if fmt == "zeek" else jsonl.format_line
-    tables = []
     count = [0]
     out = open(path, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
 
-    def emit(conn) -> None:
-        t = tables[0]
+    def emit(ev: Finished) -> None:
+        conn, f = ev.conn, ev.firing
         count[0] += 1
-        f = t.firing
         if f is None:  # the packet itself ended it
-            key = f"{t.frame:012d}1{count[0]:010d}"
+            key = f"{ev.frame:012d}1{count[0]:010d}"
         elif f[0] == "flush":
             key = f"{FLUSH}2{f[1]:016x}"
         else:  # a timer, due at f[0], of the connection with serial f[1], of kind f[2]
-            key = f"{t.frame:012d}0{_DOUBLE(f[0]).hex()}{f[1]:016x}{f[2]:02d}{count[0]:010d}"
+            key = f"{ev.frame:012d}0{_DOUBLE(f[0]).hex()}{f[1]:016x}{f[2]:02d}{count[0]:010d}"
         verdict = conn.verdict is not None
         out.write(f"{key}\t{'v' if verdict else '-'}\t"
                   f"{fmt_row(conn, with_verdicts if verdict else plain)}\n")
 
     stats = Stats()
-    error = run_packets(paths, settings, stats, emit, shard=(owner, me),
-                        on_table=tables.append)
+    error = run_packets(paths, settings, stats, emit, shard=(owner, me))
     out.close()
     bad = error if isinstance(error, BadInputError) else None
     with open(path + ".stats", "w") as f:

@@ -587,23 +587,25 @@ def test_dashboard_frame_of_real_records() -> None:
     from sniffer.config import Settings
     from sniffer.correlate import KernelView
     from sniffer.output.dashboard import Dashboard
-    from sniffer.read import run_packets
+    from sniffer.capture import open_capture
+    from sniffer.engine import Engine, Finished
     from sniffer.stats import Stats
 
     view = KernelView()
     view.event(0, {"kind": "addresses", "addresses": ["192.168.1.10", "2001:db8:1::10",
                                                       "192.168.1.66"]})
     view.event(0, {"kind": "snapshot", "sockets": []})
-    finished: list[Conn] = []
-    tables: list = []
     stats = Stats()
     demo = Path(__file__).resolve().parents[1] / "pcaps" / "demo.pcap"
-    run_packets([str(demo)], Settings(), stats, finished.append, on_table=tables.append)
+    engine = Engine(Settings(), stats)
+    engine.feed(open_capture([str(demo)], stats))
+    engine.finish()
+    finished: list[Conn] = [ev.conn for ev in engine.take() if isinstance(ev, Finished)]
     for c in finished:
         view.judge(c)
     verdicts = Counter(c.verdict for c in finished)
     live = SimpleNamespace(
-        table=tables[0], view=view, finished=len(finished), verdicts=verdicts, stats=stats,
+        table=engine.table, view=view, finished=len(finished), verdicts=verdicts, stats=stats,
         recent=[c for c in finished if c.verdict in ("unattributed", "refused", "unknown")],
         capture=SimpleNamespace(interface="demo", kernel_stats=lambda: {}), detectors=None)
     for width in WIDTHS:

@@ -585,7 +585,8 @@ def pipeline(path: Path, detect: bool = False, ignore_checksums: bool = False) -
         detectors.file = AlertFile(str(path) + ".alerts", "zeek")
     with bounded():
         try:
-            error = run_packets([str(path)], cfg, stats, writer.write, detectors=detectors)
+            error = run_packets([str(path)], cfg, stats, lambda ev: writer.write(ev.conn),
+                                detectors=detectors)
         finally:
             if detectors is not None:
                 detectors.close()

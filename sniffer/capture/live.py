@@ -191,6 +191,18 @@ class LiveCapture:
     def packets(self, idle: float | None = None) -> Iterator[LivePacket | None]:
         """The packets; with `idle` (seconds), also `None` after each `idle` without any, so a
         caller's loop can do timed work (snapshots, --duration) on a quiet link."""
+        for block in self.blocks(idle):
+            if block is None:
+                yield None
+                continue
+            for pkt in block:
+                if self._stopping:
+                    return
+                yield pkt
+
+    def blocks(self, idle: float | None = None) -> Iterator[list[LivePacket] | None]:
+        """The packets a ring block at a time (as the kernel hands them over: full, or after
+        2 ms); with `idle`, also `None` as `packets` does."""
         ring, sock = self._ring, self._sock
         if ring is None or sock is None:
             raise SnifferError(f"capture on {self.interface} is closed")
@@ -214,10 +226,8 @@ class LiveCapture:
             batch = read(ring, off)
             status.pack_into(ring, off + 8, TP_STATUS_KERNEL)  # the block is the kernel's again
             self._block = (self._block + 1) % nblocks
-            for pkt in batch:
-                if self._stopping:
-                    return
-                yield pkt
+            if batch:
+                yield batch
 
     def _raw_block(self, ring: mmap.mmap, off: int) -> list[LivePacket]:
         """Copy one block of Ethernet frames out of the ring (the hot loop)."""
