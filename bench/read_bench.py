@@ -16,7 +16,10 @@ What each tool does (all read the same file from the page cache):
 * tcptrace: `tcptrace -n -l FILE` (TCP only, no reverse DNS);
 * scapy: PcapReader with full dissection and a 5-tuple dict (a 200k-packet prefix only: at
   about 8k packets/s a million takes minutes; its rate is what matters);
-* sniffer --workers 2: the same as sniffer, sharded over two processes (sniffer.workers).
+* sniffer --workers 2: the same as sniffer, sharded over two processes (sniffer.workers);
+* cflow (C yardstick): ../shared/tools/cflow.c built with gcc -O2 at start (decode, IPv4 and
+  TCP/UDP checksums, a flow table; no timers, history or records): not a peer, the compiled
+  floor the Rust core is measured against (issue 14: same-run ratios only).
 
 Set SNIFFER_BENCH_SOURCE=1 to run the source tree instead of the installed console script.
 """
@@ -94,6 +97,7 @@ def tools() -> dict[str, tuple[list[str] | None, str]]:
                      if tshark else (None, "not installed"))
     tcptrace = shutil.which("tcptrace")
     out["tcptrace"] = (([tcptrace, "-n", "-l"], "") if tcptrace else (None, "not installed"))
+    out["cflow (C yardstick)"] = cflow()
     try:
         import scapy  # noqa: F401
         out["scapy"] = ([sys.executable, "-c", SCAPY_FLOWS], "")
@@ -102,11 +106,30 @@ def tools() -> dict[str, tuple[list[str] | None, str]]:
     return out
 
 
+def cflow() -> tuple[list[str] | None, str]:
+    """The minimal C flow tracker of ../shared/tools/cflow.c (decode, checksums, a flow table,
+    no timers or history: the compiled floor, not a peer), built with gcc -O2 into a temporary
+    directory: the yardstick issue 14's figures are ratios to."""
+    shared = Path(os.environ.get("SNIFFER_SHARED", ROOT.parent / "shared"))
+    src, gcc = shared / "tools" / "cflow.c", shutil.which("gcc")
+    if not src.exists() or gcc is None:
+        return None, f"needs gcc and {src}"
+    import tempfile
+    exe = Path(tempfile.mkdtemp(prefix="sniffer-bench-")) / "cflow"
+    built = subprocess.run([gcc, "-O2", "-o", str(exe), str(src)], capture_output=True,
+                           text=True)
+    if built.returncode != 0:
+        return None, f"gcc failed: {built.stderr.strip()[:200]}"
+    return [str(exe)], ""
+
+
 def version(name: str) -> str:
     cmds = {"tshark": ["tshark", "--version"], "tcptrace": ["tcptrace", "-v"]}
     if name == "sniffer":
         from sniffer import __version__
         return f"sniffer {__version__}, Python {platform.python_version()}"
+    if name.startswith("cflow"):
+        return "cflow.c (gcc -O2)"
     if name == "scapy":
         try:
             import scapy
@@ -175,6 +198,8 @@ def main() -> int:
             if name == "tcptrace" and label.startswith("SYN"):
                 continue
             full = cmd + [str(path)]
+            if name.startswith("cflow"):  # its fixed table must hold every flow of the file
+                full = cmd + ["--cap", "22" if label.startswith("SYN") else "18", str(path)]
             if name == "scapy":  # about 25 s a run: one run, its rate is what matters
                 runs = [measure(full)]
             else:
@@ -198,7 +223,8 @@ def main() -> int:
 
 
 def render(rows, runs: int) -> str:
-    order = ["sniffer", "sniffer --workers 2", "tcptrace", "tshark", "scapy"]
+    order = ["sniffer", "sniffer --workers 2", "cflow (C yardstick)", "tcptrace", "tshark",
+             "scapy"]
     names = [n for n in sorted({r[1] for r in rows}, key=order.index) if n != "sniffer --workers 2"]
     machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
                f"Python {platform.python_version()}")
