@@ -53,7 +53,17 @@ def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None,
     src = open_source(path, stats)
     try:
         head = src.peek(4)
-        if is_pcap(head):
+        if is_pcap(head) and src.size is not None and _core_pcap() is not None:
+            # A plain file: the compiled core walks it (the same frames, stats and errors as
+            # read_pcap, tests/test_core_pcap.py), reading the file itself.
+            src.close()
+            frames = _core_pcap()(path, stats, src.name)
+            if directions:
+                for ts, linktype, data, wirelen in frames:
+                    yield ts, linktype, data, wirelen, None
+            else:
+                yield from frames
+        elif is_pcap(head):
             if directions:  # classic pcap has no direction
                 for ts, linktype, data, wirelen in read_pcap(src, stats):
                     yield ts, linktype, data, wirelen, None
@@ -65,6 +75,17 @@ def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None,
             raise BadInputError(src.name, 0, f"not a pcap or pcapng capture (magic 0x{head.hex()})")
     finally:
         src.close()
+
+
+@functools.cache
+def _core_pcap():
+    """The compiled core's pcap walk (sniffer.capture.corepcap.read_pcap_path), or None when
+    the core is not built (a source tree run without installing): read_pcap then."""
+    try:
+        from sniffer.capture.corepcap import read_pcap_path
+    except ImportError:
+        return None
+    return read_pcap_path
 
 
 def _merge_with_custom(paths: list[str], stats: Stats, on_custom: OnCustom,

@@ -1,0 +1,295 @@
+//! The PyO3 boundary: `sniffer._core`. Thin wrappers only; the stages know nothing of Python.
+//!
+//! Every call into the core runs with the GIL released (`Python::detach`) and inside
+//! `catch_unwind`: a panic is a bug, and it reaches Python as a `CoreError` naming the offset
+//! and record it happened at (the panic hook installed here keeps Rust from printing it), never
+//! as a crash or a traceback of its own. PyO3's `PanicException` is exported too, for the rare
+//! panic outside those calls. No `unsafe` here either (the crate forbids it): PyO3's safe API
+//! is the whole boundary.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::panic::{self, AssertUnwindSafe};
+
+use pyo3::exceptions::PyException;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::capture::pcap::{self, PcapWalker as Walker, WalkError};
+
+pyo3::create_exception!(
+    _core,
+    CoreError,
+    PyException,
+    "A damaged input or an I/O error: args are (offset or None, message, errno or None)."
+);
+
+thread_local! {
+    /// The last panic's message and place, kept by the hook for the boundary to report.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic".to_string()
+        };
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{place}")));
+    }));
+}
+
+/// Run `f` catching a panic; Err(the panic's message).
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| "panic".to_string())
+    })
+}
+
+fn core_error(offset: Option<u64>, message: String, errno: Option<i32>) -> PyErr {
+    CoreError::new_err((offset, message, errno))
+}
+
+fn walk_error(e: WalkError) -> PyErr {
+    match e {
+        WalkError::Input { offset, message } => core_error(offset, message, None),
+        WalkError::Io(e) => core_error(None, e.to_string(), e.raw_os_error()),
+    }
+}
+
+/// One batch of frames, gathered without the GIL. The frames lie in one span of the walker's
+/// buffer (`span`), which becomes the batch's bytes object with no copy in between; their
+/// offsets are relative to the span's start.
+#[derive(Default)]
+struct Batch {
+    span: (usize, usize),
+    offsets: Vec<usize>,
+    lengths: Vec<usize>,
+    wirelens: Vec<u32>,
+    ts: Vec<f64>,
+    flags: Vec<u8>,
+}
+
+/// Classic pcap, walked by the core: `PcapWalker(path, window=1 MiB)`.
+///
+/// `next_batch(max_frames, max_bytes=4 MiB)` returns `(data, offsets, lengths, wirelens, ts,
+/// flags)`: the frames' bytes in one bytes object (the records as read, so record headers lie
+/// between the frames) and, per frame, its offset and length in it
+/// (lists of int), its wire length (list of int), its time (list of float) and what it added
+/// to the notes (bytes, FLAG_* bits); empty at the end. An error raises `CoreError(offset,
+/// message, errno)` once the frames before it were returned. `notes()` gives the counters
+/// (the Python reader's stats keys) so far.
+#[pyclass(module = "sniffer._core", name = "PcapWalker")]
+struct PyPcapWalker {
+    walker: Walker<File>,
+    batch: Batch,
+    /// An error met after some frames of a batch: raised by the next call.
+    pending: Option<WalkError>,
+    /// A panic happened: the walk is over, every call reports it.
+    broken: Option<(u64, String)>,
+    /// Test hook: panic inside the next batch (checks the boundary).
+    panic_next: bool,
+}
+
+impl PyPcapWalker {
+    fn fill_batch(&mut self, max_frames: usize, max_bytes: usize) {
+        let b = &mut self.batch;
+        b.span = (0, 0);
+        b.offsets.clear();
+        b.lengths.clear();
+        b.wirelens.clear();
+        b.ts.clear();
+        b.flags.clear();
+        if self.panic_next {
+            self.panic_next = false;
+            #[allow(clippy::panic)]
+            {
+                panic!("panic requested by _panic_next_batch()");
+            }
+        }
+        // A batch ends at `max_frames`, `max_bytes`, or where the frames in the buffer end:
+        // the next one needs a read, which may move the buffer (and, from a pipe, wait: what
+        // arrived is handed over at once). Never empty before the end of input.
+        while b.offsets.is_empty()
+            || (b.offsets.len() < max_frames
+                && b.span.1 - b.span.0 < max_bytes
+                && self.walker.frame_buffered())
+        {
+            match self.walker.next_frame() {
+                Ok(Some(f)) => {
+                    if b.offsets.is_empty() {
+                        b.span.0 = f.at;
+                    }
+                    b.offsets.push(f.at - b.span.0);
+                    b.lengths.push(f.data.len());
+                    b.span.1 = f.at + f.data.len();
+                    b.wirelens.push(f.wirelen);
+                    b.ts.push(f.ts);
+                    b.flags.push(f.flags);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.pending = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyPcapWalker {
+    #[new]
+    #[pyo3(signature = (path, window = pcap::DEFAULT_WINDOW))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, window: usize) -> PyResult<Self> {
+        let opened = py.detach(|| {
+            guarded(|| {
+                let file = File::open(&path)?;
+                Walker::with_window(file, window)
+            })
+        });
+        match opened {
+            Ok(Ok(walker)) => Ok(PyPcapWalker {
+                walker,
+                batch: Batch::default(),
+                pending: None,
+                broken: None,
+                panic_next: false,
+            }),
+            Ok(Err(e)) => Err(walk_error(e)),
+            Err(msg) => Err(core_error(
+                Some(0),
+                format!("internal error in the compiled core (a bug): {msg}"),
+                None,
+            )),
+        }
+    }
+
+    /// The link type (the header's low 16 bits).
+    #[getter]
+    fn linktype(&self) -> u16 {
+        self.walker.header().linktype
+    }
+
+    /// The snaplen in force (0 or oversized in the header means the link type's maximum).
+    #[getter]
+    fn snaplen(&self) -> u32 {
+        self.walker.header().snaplen
+    }
+
+    /// (major, minor) of the savefile format.
+    #[getter]
+    fn version(&self) -> (u16, u16) {
+        let h = self.walker.header();
+        (h.major, h.minor)
+    }
+
+    #[getter]
+    fn nanosecond(&self) -> bool {
+        self.walker.header().nanosecond
+    }
+
+    /// File offset of the next record (of the failing one after an error).
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.walker.offset()
+    }
+
+    /// Records walked so far.
+    #[getter]
+    fn records(&self) -> u64 {
+        self.walker.records()
+    }
+
+    /// The counters so far, by the Python reader's stats keys (zeros left out).
+    fn notes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.walker.notes();
+        let d = PyDict::new(py);
+        for (k, v) in [
+            ("snaplen_truncated", n.snaplen_truncated),
+            ("invalid_timestamp", n.invalid_timestamp),
+            ("caplen_over_snaplen", n.caplen_over_snaplen),
+            ("truncated_final_record", n.truncated_final_record),
+        ] {
+            if v != 0 {
+                d.set_item(k, v)?;
+            }
+        }
+        Ok(d)
+    }
+
+    #[pyo3(signature = (max_frames, max_bytes = 4 << 20))]
+    fn next_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some((offset, msg)) = &self.broken {
+            return Err(core_error(Some(*offset), msg.clone(), None));
+        }
+        if let Some(e) = self.pending.take() {
+            return Err(walk_error(e));
+        }
+        let max_frames = max_frames.max(1);
+        let outcome = py.detach(|| guarded(|| self.fill_batch(max_frames, max_bytes)));
+        if let Err(msg) = outcome {
+            let offset = self.walker.offset();
+            let msg = format!(
+                "internal error in the compiled core (a bug) at record {}: {msg}",
+                self.walker.records().saturating_add(1)
+            );
+            self.broken = Some((offset, msg.clone()));
+            return Err(core_error(Some(offset), msg, None));
+        }
+        if self.batch.offsets.is_empty() {
+            if let Some(e) = self.pending.take() {
+                return Err(walk_error(e));
+            }
+        }
+        let b = &self.batch;
+        let data = self
+            .walker
+            .buffer()
+            .get(b.span.0..b.span.1)
+            .unwrap_or_default();
+        (
+            PyBytes::new(py, data),
+            PyList::new(py, &b.offsets)?,
+            PyList::new(py, &b.lengths)?,
+            PyList::new(py, &b.wirelens)?,
+            PyList::new(py, &b.ts)?,
+            PyBytes::new(py, &b.flags),
+        )
+            .into_pyobject(py)
+    }
+
+    /// Test hook: make the next batch panic inside the core (the boundary must report it).
+    fn _panic_next_batch(&mut self) {
+        self.panic_next = true;
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    install_panic_hook();
+    let py = m.py();
+    m.add_class::<PyPcapWalker>()?;
+    m.add("CoreError", py.get_type::<CoreError>())?;
+    m.add("PanicException", py.get_type::<PanicException>())?;
+    m.add("FLAG_CAPLEN_OVER_SNAPLEN", pcap::FLAG_CAPLEN_OVER_SNAPLEN)?;
+    m.add("FLAG_SNAPLEN_TRUNCATED", pcap::FLAG_SNAPLEN_TRUNCATED)?;
+    m.add("FLAG_INVALID_TIMESTAMP", pcap::FLAG_INVALID_TIMESTAMP)?;
+    m.add("DEFAULT_WINDOW", pcap::DEFAULT_WINDOW)?;
+    Ok(())
+}
