@@ -64,7 +64,8 @@ def run_one(data: bytes, path: str = _PATH) -> int:
         detectors = Detectors(settings, [], stats)
         detectors.file = AlertFile(path + ".alerts", "zeek" if variant & 16 else "json")
     try:
-        error = run_packets(paths, settings, stats, writer.write, detectors=detectors)
+        error = run_packets(paths, settings, stats, lambda ev: writer.write(ev.conn),
+                            detectors=detectors)
     finally:
         if detectors is not None:
             detectors.close()
