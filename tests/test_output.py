@@ -112,6 +112,9 @@ def test_escaping_like_zeek() -> None:
     assert zeek.format_value(["a,b", "c"], "set[string]") == "a\\x2cb,c"
     assert zeek.format_value("ünïcode", "string") == "ünïcode"
     assert zeek.format_row(make_conn(uid="#x"), ("uid",)) == "\\x23x"
+    # a row's empty string is `(empty)` too, as format_value says (the row's fast path wrote
+    # an empty column; the compiled core's writer, held to this one, found it)
+    assert zeek.format_row(make_conn(service=""), ("service",)) == "(empty)"
 
 
 def test_custom_fields_and_unknown_field() -> None:

@@ -6,6 +6,10 @@
 //! as a crash or a traceback of its own. PyO3's `PanicException` is exported too, for the rare
 //! panic outside those calls. No `unsafe` here either (the crate forbids it): PyO3's safe API
 //! is the whole boundary.
+//!
+//! Exposed: the classic pcap walk (`PcapWalker`), and the decode stage for the differential
+//! tests only (`_Decoder`, `decode_batch`, `l4_checksum_ok`, `ones_sum`; the engine still runs
+//! the Python decoder until the flow table moves into the core).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -17,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::capture::pcap::{self, PcapWalker as Walker, WalkError};
+use crate::decode::{self, checksum, links, Decoder, Net, Packet};
 
 pyo3::create_exception!(
     _core,
@@ -280,6 +285,231 @@ impl PyPcapWalker {
     }
 }
 
+// --- the decode stage (test-facing: the engine still runs the Python decoder) ----------------
+
+/// A setting by name from a dict or an object with attributes (`sniffer.config.Settings`).
+fn setting<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Ok(d) = obj.cast::<PyDict>() {
+        return d.get_item(name);
+    }
+    Ok(obj.getattr(name).ok())
+}
+
+/// The decoder's settings (`ignore_checksums`, `ignore_checksums_nets`, `frag_timeout`,
+/// `frag_max_datagrams`, `frag_max_bytes`); missing ones take Settings' defaults.
+fn decode_settings(obj: &Bound<'_, PyAny>) -> PyResult<decode::Settings> {
+    let mut s = decode::Settings::default();
+    if let Some(v) = setting(obj, "ignore_checksums")? {
+        s.ignore_checksums = v.is_truthy()?;
+    }
+    if let Some(v) = setting(obj, "ignore_checksums_nets")? {
+        if !v.is_none() {
+            for item in v.try_iter()? {
+                let text = item?.str()?.to_string();
+                let net = Net::parse(&text).map_err(pyo3::exceptions::PyValueError::new_err)?;
+                s.ignore_checksums_nets.push(net);
+            }
+        }
+    }
+    if let Some(v) = setting(obj, "frag_timeout")? {
+        s.frag_timeout = v.extract()?;
+    }
+    if let Some(v) = setting(obj, "frag_max_datagrams")? {
+        s.frag_max_datagrams = v.extract()?;
+    }
+    if let Some(v) = setting(obj, "frag_max_bytes")? {
+        s.frag_max_bytes = v.extract()?;
+    }
+    Ok(s)
+}
+
+/// Frames copied out of Python: `(ts, linktype, data, wirelen)`, the data in one buffer.
+#[derive(Default)]
+struct Frames {
+    buf: Vec<u8>,
+    items: Vec<(f64, u32, std::ops::Range<usize>, i64)>,
+}
+
+fn frames_from(frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
+    let mut f = Frames::default();
+    for item in frames.try_iter()? {
+        let (ts, linktype, data, wirelen): (f64, u32, Bound<'_, PyBytes>, i64) = item?.extract()?;
+        let start = f.buf.len();
+        f.buf.extend_from_slice(data.as_bytes());
+        f.items.push((ts, linktype, start..f.buf.len(), wirelen));
+    }
+    Ok(f)
+}
+
+type Decoded = (Option<Packet>, Vec<Packet>);
+
+fn packet_tuple<'py>(py: Python<'py>, p: &Packet, frame: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        PyBytes::new(py, p.src.as_bytes()),
+        PyBytes::new(py, p.dst.as_bytes()),
+        p.proto,
+        p.ip_len,
+        PyBytes::new(py, p.l4(frame)),
+        p.l4_len,
+        p.ttl,
+    )
+        .into_pyobject(py)
+}
+
+/// Decode every frame (GIL released, panics caught): per frame, (packet or None, `more`).
+fn decode_frames(py: Python<'_>, dec: &mut Decoder, frames: &Frames) -> PyResult<Vec<Decoded>> {
+    let mut done = 0usize;
+    let outcome = py.detach(|| {
+        guarded(|| {
+            let mut out = Vec::with_capacity(frames.items.len());
+            for (ts, linktype, range, wirelen) in &frames.items {
+                let data = frames.buf.get(range.clone()).unwrap_or_default();
+                let pkt = dec.decode(*ts, *linktype, data, *wirelen);
+                out.push((pkt, std::mem::take(&mut dec.more)));
+                done += 1;
+            }
+            out
+        })
+    });
+    outcome.map_err(|msg| {
+        core_error(
+            None,
+            format!(
+                "internal error in the compiled core (a bug) at frame {}: {msg}",
+                done + 1
+            ),
+            None,
+        )
+    })
+}
+
+fn decoded_list<'py>(
+    py: Python<'py>,
+    frames: &Frames,
+    out: &[Decoded],
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for ((_, _, range, _), (pkt, more)) in frames.items.iter().zip(out) {
+        let frame = frames.buf.get(range.clone()).unwrap_or_default();
+        let first = match pkt {
+            Some(p) => packet_tuple(py, p, frame)?.into_any(),
+            None => py.None().into_bound(py),
+        };
+        let rest = PyList::empty(py);
+        for p in more {
+            rest.append(packet_tuple(py, p, frame)?)?;
+        }
+        list.append((first, rest))?;
+    }
+    Ok(list)
+}
+
+fn stats_dict<'py>(py: Python<'py>, dec: &Decoder) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in dec.stats.iter() {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
+/// The compiled decoder, for the differential tests: `_Decoder(settings)` (a dict or a
+/// `Settings`); `decode_batch(frames)` takes `(ts, linktype, data, wirelen)` tuples and gives,
+/// per frame, `(packet or None, more)` with packets as the Python decoder's tuples;
+/// `flush()` ends the input; `stats()` the nonzero counters by the Python names.
+#[pyclass(module = "sniffer._core", name = "_Decoder")]
+struct PyDecoder {
+    dec: Decoder,
+    broken: Option<String>,
+}
+
+impl PyDecoder {
+    fn check(&self) -> PyResult<()> {
+        match &self.broken {
+            Some(msg) => Err(core_error(None, msg.clone(), None)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[pymethods]
+impl PyDecoder {
+    #[new]
+    fn new(settings: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(PyDecoder {
+            dec: Decoder::new(&decode_settings(settings)?),
+            broken: None,
+        })
+    }
+
+    fn decode_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        frames: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.check()?;
+        let frames = frames_from(frames)?;
+        match decode_frames(py, &mut self.dec, &frames) {
+            Ok(out) => decoded_list(py, &frames, &out),
+            Err(e) => {
+                self.broken = Some(e.value(py).to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> PyResult<()> {
+        self.check()?;
+        self.dec.flush();
+        Ok(())
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.dec)
+    }
+
+    /// (pending datagrams, buffered bytes, max_datagrams, max_bytes) of the reassembler.
+    fn frag_state(&self) -> (usize, usize, usize, usize) {
+        let f = &self.dec.frag;
+        (
+            f.len(),
+            f.buffered_bytes(),
+            f.max_datagrams(),
+            f.max_bytes(),
+        )
+    }
+}
+
+/// `decode_batch(settings, frames, flush=True) -> (decoded, stats)`: a fresh `_Decoder` over
+/// `frames`, flushed at the end unless `flush=False`.
+#[pyfunction]
+#[pyo3(signature = (settings, frames, flush = true))]
+fn decode_batch<'py>(
+    py: Python<'py>,
+    settings: &Bound<'py, PyAny>,
+    frames: &Bound<'py, PyAny>,
+    flush: bool,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
+    let mut dec = Decoder::new(&decode_settings(settings)?);
+    let frames = frames_from(frames)?;
+    let out = decode_frames(py, &mut dec, &frames)?;
+    if flush {
+        dec.flush();
+    }
+    Ok((decoded_list(py, &frames, &out)?, stats_dict(py, &dec)?))
+}
+
+/// `l4_checksum_ok(src, dst, proto, l4, l4_len)`, as `sniffer.decode.l4_checksum_ok`.
+#[pyfunction]
+fn l4_checksum_ok(src: &[u8], dst: &[u8], proto: u8, l4: &[u8], l4_len: usize) -> bool {
+    checksum::l4_checksum_ok(src, dst, proto, l4, l4_len)
+}
+
+/// `ones_sum(data)`, as `sniffer.decode.ones_sum`.
+#[pyfunction]
+fn ones_sum(data: &[u8]) -> u64 {
+    checksum::ones_sum(data)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_panic_hook();
@@ -291,5 +521,19 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FLAG_SNAPLEN_TRUNCATED", pcap::FLAG_SNAPLEN_TRUNCATED)?;
     m.add("FLAG_INVALID_TIMESTAMP", pcap::FLAG_INVALID_TIMESTAMP)?;
     m.add("DEFAULT_WINDOW", pcap::DEFAULT_WINDOW)?;
+    m.add_class::<PyDecoder>()?;
+    m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(l4_checksum_ok, m)?)?;
+    m.add_function(wrap_pyfunction!(ones_sum, m)?)?;
+    m.add("DECODE_LINKTYPES", links::LINKTYPES.to_vec())?;
+    let ethertypes: Vec<u32> = (0..=u16::MAX)
+        .filter(|e| links::ethertype_fn(*e).is_some())
+        .map(u32::from)
+        .collect();
+    m.add("DECODE_ETHERTYPES", ethertypes)?;
+    m.add(
+        "DECODE_UNSUPPORTED_ETHERTYPES",
+        links::UNSUPPORTED_ETHERTYPES.to_vec(),
+    )?;
     Ok(())
 }

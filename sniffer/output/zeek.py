@@ -143,7 +143,7 @@ def _text(v: Any) -> str:
     """A string field: as it is when nothing in it needs escaping (the usual case)."""
     if v is None:
         return UNSET_FIELD
-    if type(v) is str and v.isprintable() and "\\" not in v and v != UNSET_FIELD \
+    if type(v) is str and v and v.isprintable() and "\\" not in v and v != UNSET_FIELD \
             and v != EMPTY_FIELD:
         return v
     return format_value(v, "string")

@@ -371,6 +371,22 @@ impl<R: Read> PcapWalker<R> {
         self.done
     }
 
+    /// `fill`, ending the walk when it cannot: at the end of the input (false, the notes
+    /// taken) or on an error.
+    fn need(&mut self, n: usize) -> Result<bool, WalkError> {
+        match self.fill(n) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.finish();
+                Ok(false)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Make buf[pos..end] hold at least `need` bytes; false if the input ends first.
     fn fill(&mut self, need: usize) -> Result<bool, WalkError> {
         if self.end.saturating_sub(self.pos) >= need {
@@ -452,17 +468,10 @@ impl<R: Read> PcapWalker<R> {
         }
         let (sec, frac, caplen, wirelen) = loop {
             let Some((sec, frac, caplen, wirelen)) = self.record_header() else {
-                match self.fill(RECORD_HEADER) {
-                    Ok(true) => continue,
-                    Ok(false) => {
-                        self.finish();
-                        return Ok(None);
-                    }
-                    Err(e) => {
-                        self.done = true;
-                        return Err(e);
-                    }
+                if self.need(RECORD_HEADER)? {
+                    continue;
                 }
+                return Ok(None);
             };
             // Refused before anything else, as libpcap does: even a body running past the
             // end of the file is damage, not a capture cut short, when its length is absurd.
@@ -477,17 +486,10 @@ impl<R: Read> PcapWalker<R> {
                 ));
             }
             let total = RECORD_HEADER + caplen as usize; // caplen <= 128 MiB: no overflow
-            match self.fill(total) {
-                Ok(true) => break (sec, frac, caplen, wirelen),
-                Ok(false) => {
-                    self.finish();
-                    return Ok(None);
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Err(e);
-                }
+            if self.need(total)? {
+                break (sec, frac, caplen, wirelen);
             }
+            return Ok(None);
         };
         let offset = self.offset();
         let start = self.pos + RECORD_HEADER;
