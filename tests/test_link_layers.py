@@ -298,6 +298,10 @@ def test_llc_malformed():
     frame = raw(Dot3() / LLC() / SNAP(code=0x0800) / IP4)
     dropped(frame[:30], reason="truncated_ethernet_frame")  # shorter than the 802.3 length
     dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=5)) + b"\xaa\xaa\x03\x00\x00", reason="truncated_snap_header")
+    # After a VLAN tag (TPID, TCI, then the length), fewer than 2 bytes of LLC: the tag's
+    # analyzer says so (its TPID is 6 bytes before the LLC, not the TCI's 4; a TCI that read
+    # as a TPID, 0x8100, was the only way here before).
+    dropped(raw(ETH / Dot1Q(vlan=5, type=3)) + b"\xaa", reason="truncated_VLAN_header")
     dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=2)) + b"\x42\x42", reason="truncated_llc_header")
     dropped(raw(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=0x05EE)) + RAW4, reason="undefined_ether_type")
     dropped(raw(ETH / Dot1Q(type=0x05EE)) + RAW4, reason="undefined_vlan_protocol")

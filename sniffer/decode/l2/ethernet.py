@@ -76,7 +76,8 @@ def ieee802_3(data: bytes, off: int) -> tuple[int, int] | None:
     if off == 14:  # right after the Ethernet header (the decoder's fast path)
         if n < length:
             raise LinkAnomaly("truncated_ethernet_frame")
-    elif off >= 18 and (data[off - 4] << 8 | data[off - 3]) in VLAN_TPIDS:  # after a VLAN tag
+    elif off >= 18 and (data[off - 6] << 8 | data[off - 5]) in VLAN_TPIDS:  # after a VLAN tag
+        # (the tag is TPID, TCI, then this length: the TPID stands 6 bytes before `off`)
         if n < 2:
             raise LinkAnomaly("truncated_VLAN_header")
         n = min(n, length)  # Zeek's VLAN analyzer trims to the 802.3 length

@@ -71,7 +71,8 @@ pub fn ieee802_3(d: &[u8], off: usize) -> LinkResult<(u16, usize)> {
         if n < i64::from(length) {
             return anomaly(Reason::TruncatedEthernetFrame);
         }
-    } else if off >= 18 && is_vlan(be16(d, off - 4)?) {
+    } else if off >= 18 && is_vlan(be16(d, off - 6)?) {
+        // (the tag is TPID, TCI, then this length: the TPID stands 6 bytes before `off`)
         if n < 2 {
             return anomaly(Reason::TruncatedVlanHeader);
         }
