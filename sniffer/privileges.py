@@ -18,7 +18,6 @@ run stops (fail closed) before a single packet is parsed.
 from __future__ import annotations
 
 import ctypes
-import errno
 import importlib
 import os
 import pwd

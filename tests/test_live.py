@@ -740,7 +740,7 @@ def test_recording_replays_to_the_same_records(tmp_path):
         lk, rk = sorted(map(_key, live), key=repr), sorted(map(_key, replay), key=repr)
         only_live = [k for k in lk if k not in rk]
         only_replay = [k for k in rk if k not in lk]
-        assert lk == rk, (f"live and replay differ\nonly live:\n" + "\n".join(map(repr, only_live))
+        assert lk == rk, ("live and replay differ\nonly live:\n" + "\n".join(map(repr, only_live))
                           + "\nonly replay:\n" + "\n".join(map(repr, only_replay)))
         # the full records too (evidence, user, netns, container included)
         assert sorted(map(json.dumps, live)) == sorted(map(json.dumps, replay))
