@@ -9,7 +9,8 @@
 //!
 //! Exposed: the classic pcap walk (`PcapWalker`), and the decode stage for the differential
 //! tests only (`_Decoder`, `decode_batch`, `l4_checksum_ok`, `ones_sum`; the engine still runs
-//! the Python decoder until the flow table moves into the core).
+//! the Python decoder until the flow table moves into the core), and the TCP state machine
+//! alone (`_TcpConn`, for its differential test).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -22,6 +23,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::capture::pcap::{self, PcapWalker as Walker, WalkError};
 use crate::decode::{self, checksum, links, Decoder, Net, Packet};
+use crate::flows::tcp::{self, Event, Recorder, TcpConn, TcpSettings};
 
 pyo3::create_exception!(
     _core,
@@ -510,6 +512,242 @@ fn ones_sum(data: &[u8]) -> u64 {
     checksum::ones_sum(data)
 }
 
+// --- the TCP state machine (test-facing: the table is still Python's) ----------------------
+
+/// The machine's settings from a dict or a `Settings`; missing ones take the defaults.
+fn tcp_settings(obj: &Bound<'_, PyAny>) -> PyResult<TcpSettings> {
+    let mut s = TcpSettings::default();
+    for (name, slot) in [
+        ("tcp_attempt_delay", &mut s.tcp_attempt_delay),
+        ("tcp_close_delay", &mut s.tcp_close_delay),
+        ("tcp_connection_linger", &mut s.tcp_connection_linger),
+        ("tcp_session_timer", &mut s.tcp_session_timer),
+        ("tcp_inactivity_timeout", &mut s.tcp_inactivity_timeout),
+    ] {
+        if let Some(v) = setting(obj, name)? {
+            *slot = v.extract()?;
+        }
+    }
+    if let Some(v) = setting(obj, "report_gaps_for_partial")? {
+        s.report_gaps_for_partial = v.is_truthy()?;
+    }
+    Ok(s)
+}
+
+/// The compiled TCP machine alone, for the differential tests: `_TcpConn(settings, ts,
+/// orig_p, resp_p)`. `segment(...)` is what the table does with a checked segment (the inlined
+/// `established` or `process`; returns whether it counts for the originator); `process`,
+/// `established`, `flip_roles`, `checksum_error`, `check_history`, `is_reuse`, `count`,
+/// `attempt_timer` and `expire_timer` are `TCPConn`'s. `events()` drains the calls it made on its table:
+/// `("weird", name)`, `("inactivity", last_time, timeout)`, `("timer", when, kind, timer_gen)`,
+/// `("established", orig_p, resp_p, orig_inactive)`, `("remove",)`; `state()` is a dict.
+#[pyclass(module = "sniffer._core", name = "_TcpConn")]
+struct PyTcpConn {
+    conn: TcpConn,
+    ctx: Recorder,
+    broken: Option<String>,
+}
+
+impl PyTcpConn {
+    fn run<T: Send>(
+        &mut self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut TcpConn, &mut Recorder) -> T + Send,
+    ) -> PyResult<T> {
+        if let Some(msg) = &self.broken {
+            return Err(core_error(None, msg.clone(), None));
+        }
+        let (conn, ctx) = (&mut self.conn, &mut self.ctx);
+        match py.detach(|| guarded(|| f(conn, ctx))) {
+            Ok(v) => Ok(v),
+            Err(msg) => {
+                let msg = format!("internal error in the compiled core (a bug): {msg}");
+                self.broken = Some(msg.clone());
+                Err(core_error(None, msg, None))
+            }
+        }
+    }
+}
+
+fn endpoint_dict<'py>(py: Python<'py>, e: &tcp::Endpoint) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("is_orig", e.is_orig)?;
+    d.set_item("state", e.state)?;
+    d.set_item("prev_state", e.prev_state)?;
+    d.set_item("start_seq", e.start_seq)?;
+    d.set_item("last_seq", e.last_seq)?;
+    d.set_item("ack_seq", e.ack_seq)?;
+    d.set_item("seq_wraps", e.seq_wraps)?;
+    d.set_item("ack_wraps", e.ack_wraps)?;
+    d.set_item("FIN_cnt", e.FIN_cnt)?;
+    d.set_item("RST_cnt", e.RST_cnt)?;
+    d.set_item("FIN_seq", e.FIN_seq)?;
+    d.set_item("did_close", e.did_close)?;
+    d.set_item("hist_last_SYN", e.hist_last_SYN)?;
+    d.set_item("hist_last_FIN", e.hist_last_FIN)?;
+    d.set_item("hist_last_RST", e.hist_last_RST)?;
+    d.set_item("chk_cnt", e.chk_cnt)?;
+    d.set_item("rxmt_cnt", e.rxmt_cnt)?;
+    d.set_item("win0_cnt", e.win0_cnt)?;
+    d.set_item("gap_cnt", e.gap_cnt)?;
+    d.set_item("last_reassem", e.last_reassem)?;
+    d.set_item("trim_seq", e.trim_seq)?;
+    let blocks: Vec<(i128, i128)> = e.blocks.clone();
+    d.set_item("blocks", blocks)?;
+    d.set_item("skip", e.skip)?;
+    d.set_item("did_eof", e.did_eof)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyTcpConn {
+    #[new]
+    fn new(settings: &Bound<'_, PyAny>, ts: f64, orig_p: u16, resp_p: u16) -> PyResult<Self> {
+        Ok(PyTcpConn {
+            conn: TcpConn::new(ts, orig_p, resp_p),
+            ctx: Recorder {
+                settings: tcp_settings(settings)?,
+                events: Vec::new(),
+            },
+            broken: None,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        &mut self,
+        py: Python<'_>,
+        ts: f64,
+        is_orig: bool,
+        flags: u8,
+        base_seq: u32,
+        ack_seq: u32,
+        window: u16,
+        length: u64,
+        caplen: u64,
+    ) -> PyResult<bool> {
+        self.run(py, |c, x| {
+            c.segment(
+                x, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn process(
+        &mut self,
+        py: Python<'_>,
+        ts: f64,
+        is_orig: bool,
+        flags: u8,
+        base_seq: u32,
+        ack_seq: u32,
+        window: u16,
+        length: u64,
+        caplen: u64,
+    ) -> PyResult<()> {
+        self.run(py, |c, x| {
+            c.process(
+                x, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn established(
+        &mut self,
+        py: Python<'_>,
+        ts: f64,
+        is_orig: bool,
+        flags: u8,
+        base_seq: u32,
+        ack_seq: u32,
+        window: u16,
+        length: u64,
+        caplen: u64,
+    ) -> PyResult<bool> {
+        self.run(py, |c, x| {
+            c.established(
+                x, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
+            )
+        })
+    }
+
+    fn flip_roles(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |c, _| c.flip_roles())
+    }
+
+    fn checksum_error(&mut self, py: Python<'_>, is_orig: bool) -> PyResult<()> {
+        self.run(py, |c, _| c.checksum_error(is_orig))
+    }
+
+    /// The table's own history letters (the tunnel's "X"): `check_history(mask, code)`.
+    fn check_history(&mut self, py: Python<'_>, mask: u32, code: char) -> PyResult<bool> {
+        self.run(py, |c, _| c.check_history(mask, code))
+    }
+
+    fn is_reuse(&mut self, py: Python<'_>, flags: u8, seq: u32) -> PyResult<bool> {
+        self.run(py, |c, _| c.is_reuse(flags, seq))
+    }
+
+    fn count(&mut self, py: Python<'_>, is_orig: bool, ip_len: u64) -> PyResult<()> {
+        self.run(py, |c, _| c.count(is_orig, ip_len))
+    }
+
+    fn attempt_timer(&mut self, py: Python<'_>, t: f64) -> PyResult<()> {
+        self.run(py, |c, x| c.attempt_timer(x, t))
+    }
+
+    fn expire_timer(&mut self, py: Python<'_>, t: f64) -> PyResult<()> {
+        self.run(py, |c, x| c.expire_timer(x, t))
+    }
+
+    /// The calls made on the table since the last `events()`.
+    fn events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for e in self.ctx.events.drain(..) {
+            let item = match e {
+                Event::Weird(name) => ("weird", name).into_pyobject(py)?,
+                Event::Inactivity(last, t) => ("inactivity", last, t).into_pyobject(py)?,
+                Event::Timer(when, kind, gen) => ("timer", when, kind, gen).into_pyobject(py)?,
+                Event::Established(o, r, i) => ("established", o, r, i).into_pyobject(py)?,
+                Event::Remove => ("remove",).into_pyobject(py)?,
+            };
+            list.append(item)?;
+        }
+        Ok(list)
+    }
+
+    /// Everything the machine holds, by the Python attribute names.
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = &self.conn;
+        let d = PyDict::new(py);
+        d.set_item("history", &c.history)?;
+        d.set_item("hist_seen", c.hist_seen)?;
+        d.set_item("conn_state", c.conn_state())?;
+        d.set_item("sizes", c.sizes())?;
+        d.set_item("missed_bytes", c.missed_bytes)?;
+        d.set_item("start_time", c.start_time)?;
+        d.set_item("last_time", c.last_time)?;
+        d.set_item("orig_p", c.orig_p)?;
+        d.set_item("resp_p", c.resp_p)?;
+        d.set_item("flipped", c.flipped)?;
+        d.set_item("orig_pkts", c.orig_pkts)?;
+        d.set_item("orig_ip_bytes", c.orig_ip_bytes)?;
+        d.set_item("resp_pkts", c.resp_pkts)?;
+        d.set_item("resp_ip_bytes", c.resp_ip_bytes)?;
+        d.set_item("is_active", c.is_active)?;
+        d.set_item("is_partial", c.is_partial)?;
+        d.set_item("first_packet_seen", c.first_packet_seen)?;
+        d.set_item("close_deferred", c.close_deferred)?;
+        d.set_item("deferred_gen_event", c.deferred_gen_event)?;
+        d.set_item("timer_gen", c.timer_gen)?;
+        d.set_item("orig", endpoint_dict(py, c.orig())?)?;
+        d.set_item("resp", endpoint_dict(py, c.resp())?)?;
+        Ok(d)
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_panic_hook();
@@ -522,6 +760,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FLAG_INVALID_TIMESTAMP", pcap::FLAG_INVALID_TIMESTAMP)?;
     m.add("DEFAULT_WINDOW", pcap::DEFAULT_WINDOW)?;
     m.add_class::<PyDecoder>()?;
+    m.add_class::<PyTcpConn>()?;
     m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(l4_checksum_ok, m)?)?;
     m.add_function(wrap_pyfunction!(ones_sum, m)?)?;

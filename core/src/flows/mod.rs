@@ -4,4 +4,5 @@
 
 pub mod community_id;
 pub mod conn;
+pub mod tcp;
 pub mod uid;
