@@ -209,8 +209,8 @@ class Pair:
                 or not py.established(ts, ep, ep.peer, flags, seq, ack, win, length, caplen)):
             py.process(ts, is_orig, flags, seq, ack, win, length, caplen)
             is_orig = (ADDR_A if from_a else ADDR_B) == py.orig_h
-        rs_orig = self.rs.segment(ts, rs_is_orig, flags, seq, ack, win, length,
-                                  caplen)
+        rs_orig = self.rs.call("segment", (ts, rs_is_orig, flags, seq, ack, win, length,
+                                           caplen))
         assert rs_orig == is_orig, f"{what}: counted for another side"
         if is_orig:
             py.orig_pkts += 1
@@ -510,7 +510,7 @@ class Shadowed(T.TCPConn):
             super().process(ts, is_orig, flags, base_seq, ack_seq, window, length, caplen)
         finally:
             self.inside = False
-        self.rs.process(ts, is_orig, flags, base_seq, ack_seq, window, length, caplen)
+        self.rs.call("process", (ts, is_orig, flags, base_seq, ack_seq, window, length, caplen))
         self.segments += 1
         self._agree(f"process {flags:#x} {base_seq} {ack_seq} {length}")
 
@@ -524,8 +524,8 @@ class Shadowed(T.TCPConn):
                                        length, caplen)
         finally:
             self.inside = False
-        got = self.rs.established(ts, is_orig, flags, base_seq, ack_seq, window, length,
-                                  caplen)
+        got = self.rs.call("established", (ts, is_orig, flags, base_seq, ack_seq, window,
+                                           length, caplen))
         assert got == done, "established() took another path"
         self.segments += done
         self._agree(f"established {flags:#x} {base_seq} {ack_seq} {length}")

@@ -613,64 +613,36 @@ impl PyTcpConn {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn segment(
+    /// One of the machine's entry points (`"segment"`, `"process"` or `"established"`) for
+    /// the segment `(ts, is_orig, flags, base_seq, ack_seq, window, length, caplen)`: what it
+    /// returns (`segment`: whether the segment is the originator's after it; `established`:
+    /// whether the fast path took it; `process`: None).
+    fn call(
         &mut self,
         py: Python<'_>,
-        ts: f64,
-        is_orig: bool,
-        flags: u8,
-        base_seq: u32,
-        ack_seq: u32,
-        window: u16,
-        length: u64,
-        caplen: u64,
-    ) -> PyResult<bool> {
-        self.run(py, |c, x| {
-            c.segment(
-                x, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
-            )
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn process(
-        &mut self,
-        py: Python<'_>,
-        ts: f64,
-        is_orig: bool,
-        flags: u8,
-        base_seq: u32,
-        ack_seq: u32,
-        window: u16,
-        length: u64,
-        caplen: u64,
-    ) -> PyResult<()> {
-        self.run(py, |c, x| {
-            c.process(
-                x, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
-            )
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn established(
-        &mut self,
-        py: Python<'_>,
-        ts: f64,
-        is_orig: bool,
-        flags: u8,
-        base_seq: u32,
-        ack_seq: u32,
-        window: u16,
-        length: u64,
-        caplen: u64,
-    ) -> PyResult<bool> {
-        self.run(py, |c, x| {
-            c.established(
-                x, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
-            )
-        })
+        entry: &str,
+        seg: (f64, bool, u8, u32, u32, u16, u64, u64),
+    ) -> PyResult<Option<bool>> {
+        let (ts, is_orig, flags, base_seq, ack_seq, window, length, caplen) = seg;
+        let seg = tcp::Segment {
+            ts,
+            is_orig,
+            flags,
+            base_seq,
+            ack_seq,
+            window,
+            length,
+            caplen,
+        };
+        match entry {
+            "segment" => self.run(py, |c, x| Some(c.segment(x, &seg))),
+            "process" => self.run(py, |c, x| {
+                c.process(x, &seg);
+                None
+            }),
+            "established" => self.run(py, |c, x| Some(c.established(x, &seg))),
+            _ => Err(core_error(None, format!("no entry point {entry:?}"), None)),
+        }
     }
 
     fn flip_roles(&mut self, py: Python<'_>) -> PyResult<()> {

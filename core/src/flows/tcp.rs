@@ -271,6 +271,20 @@ impl Side {
     }
 }
 
+/// One TCP segment as the table hands it to the machine (its header fields, and the payload
+/// length the IP header claims against the bytes captured).
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    pub ts: f64,
+    pub is_orig: bool,
+    pub flags: u8,
+    pub base_seq: u32,
+    pub ack_seq: u32,
+    pub window: u16,
+    pub length: u64,
+    pub caplen: u64,
+}
+
 /// A TCP connection's state (Zeek's Connection + TCPSessionAdapter, the parts the machine
 /// owns). Addresses stay with the table: `flipped` tells it when the roles were swapped.
 #[derive(Clone, Debug)]
@@ -478,19 +492,8 @@ impl TcpConn {
     /// (`established`) when both sides are established or partial and no SYN/FIN/RST, else
     /// `process`. Returns whether the segment is the originator's after it (a "^h" flip may
     /// have changed that); the table counts it for that side.
-    #[allow(clippy::too_many_arguments)]
-    pub fn segment<C: TcpContext>(
-        &mut self,
-        ctx: &mut C,
-        ts: f64,
-        is_orig: bool,
-        flags: u8,
-        base_seq: u32,
-        ack_seq: u32,
-        window: u16,
-        length: u64,
-        caplen: u64,
-    ) -> bool {
+    pub fn segment<C: TcpContext>(&mut self, ctx: &mut C, seg: &Segment) -> bool {
+        let (is_orig, flags) = (seg.is_orig, seg.flags);
         let s = self.side(is_orig);
         let ep_state = self.ep(s).state;
         let peer_state = self.ep(s.other()).state;
@@ -498,17 +501,11 @@ impl TcpConn {
             && self.first_packet_seen == 3
             && (3..=4).contains(&ep_state)
             && (3..=4).contains(&peer_state);
-        if fast
-            && self.established(
-                ctx, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
-            )
-        {
+        if fast && self.established(ctx, seg) {
             return is_orig;
         }
         let before = self.flipped;
-        self.process(
-            ctx, ts, is_orig, flags, base_seq, ack_seq, window, length, caplen,
-        );
+        self.process(ctx, seg);
         if self.flipped != before {
             !is_orig
         } else {
@@ -517,19 +514,17 @@ impl TcpConn {
     }
 
     // -- per packet (TCPSessionAdapter::Process) ------------------------------------------
-    #[allow(clippy::too_many_arguments)]
-    pub fn process<C: TcpContext>(
-        &mut self,
-        ctx: &mut C,
-        ts: f64,
-        is_orig: bool,
-        flags: u8,
-        base_seq: u32,
-        ack_seq: u32,
-        window: u16,
-        length: u64,
-        caplen: u64,
-    ) {
+    pub fn process<C: TcpContext>(&mut self, ctx: &mut C, seg: &Segment) {
+        let Segment {
+            ts,
+            is_orig,
+            flags,
+            base_seq,
+            ack_seq,
+            window,
+            length,
+            caplen,
+        } = *seg;
         let endpoint = self.side(is_orig);
         let peer = endpoint.other();
         let syn = flags & SYN != 0;
@@ -641,19 +636,17 @@ impl TcpConn {
     /// The common case, inlined: an ACK or data segment while both sides are established
     /// (or PARTIAL). Exactly what `process` does for such a segment; returns false, having
     /// changed nothing, for the rare cases it leaves to `process`: wraps and underflows.
-    #[allow(clippy::too_many_arguments)]
-    pub fn established<C: TcpContext>(
-        &mut self,
-        ctx: &mut C,
-        ts: f64,
-        is_orig: bool,
-        flags: u8,
-        base_seq: u32,
-        ack_seq: u32,
-        window: u16,
-        length: u64,
-        caplen: u64,
-    ) -> bool {
+    pub fn established<C: TcpContext>(&mut self, ctx: &mut C, seg: &Segment) -> bool {
+        let Segment {
+            ts,
+            is_orig,
+            flags,
+            base_seq,
+            ack_seq,
+            window,
+            length,
+            caplen,
+        } = *seg;
         let s = self.side(is_orig);
         let p = s.other();
         let (last, rel) = {
@@ -1397,6 +1390,20 @@ impl TcpContext for Recorder {
 mod tests {
     use super::*;
 
+    /// A segment with a full window, its payload all captured.
+    fn seg(ts: f64, is_orig: bool, flags: u8, base_seq: u32, ack_seq: u32, len: u64) -> Segment {
+        Segment {
+            ts,
+            is_orig,
+            flags,
+            base_seq,
+            ack_seq,
+            window: 65535,
+            length: len,
+            caplen: len,
+        }
+    }
+
     #[test]
     fn seq_delta_is_signed_32_bit() {
         assert_eq!(seq_delta(5, 5), 0);
@@ -1505,7 +1512,7 @@ mod tests {
             (1.9, true, ACK, 0x466, 5002, 0),
         ];
         for (ts, is_orig, flags, seq, ack, len) in segs {
-            let counted = c.segment(&mut ctx, ts, is_orig, flags, seq, ack, 65535, len, len);
+            let counted = c.segment(&mut ctx, &seg(ts, is_orig, flags, seq, ack, len));
             assert_eq!(counted, is_orig);
         }
         assert_eq!(c.history, "ShADaGFf");
@@ -1527,9 +1534,9 @@ mod tests {
     fn syn_ack_first_flips_roles() {
         let mut c = TcpConn::new(0.0, 80, 40000);
         let mut ctx = Recorder::default();
-        c.segment(&mut ctx, 0.0, true, SYN | ACK, 7000, 101, 65535, 0, 0);
+        c.segment(&mut ctx, &seg(0.0, true, SYN | ACK, 7000, 101, 0));
         assert_eq!(c.history, "H");
-        let counted = c.segment(&mut ctx, 0.1, false, ACK, 101, 7001, 65535, 0, 0);
+        let counted = c.segment(&mut ctx, &seg(0.1, false, ACK, 101, 7001, 0));
         assert!(counted, "after the flip the ACK is the originator's");
         assert!(c.flipped);
         assert_eq!((c.orig_p, c.resp_p), (40000, 80));
