@@ -290,22 +290,25 @@ def _key(rec: dict) -> tuple | None:
 
 
 def _traced(rec: dict, role: str) -> str:
-    """Evidence from the socket trace (sniffer.kernel.trace), saying which trace named it."""
-    who = ", ".join(f"{p['name']} (pid {p['pid']})" for p in rec["processes"])
-    if rec.get("via") == "route":
-        return f"the {role}'s datagrams were sent by {who} (route trace)"
-    if rec.get("via", "connect") == "connect":
-        first, rest = rec["processes"][:1], rec["processes"][1:]
-        text = (f"the {role}'s connect() was made by "
-                f"{first[0]['name']} (pid {first[0]['pid']})" if first else "")
-        if rest:
-            text += "; then used by " + ", ".join(f"{p['name']} (pid {p['pid']})" for p in rest)
-        return text + " (socket trace)"
-    return f"the {role}'s socket was accepted and used by {who} (socket trace)"
+    """Evidence from the socket or route trace (sniffer.kernel.trace), saying which named it."""
+    procs, via = rec["processes"], rec.get("via", "connect")
+    if via == "route":
+        text = f"the {role}'s datagrams were sent by {_who(procs)}"
+    elif via == "connect":
+        text = f"the {role}'s connect() was made by {_who(procs[:1])}"
+        if procs[1:]:
+            text += f"; then used by {_who(procs[1:])}"
+    else:
+        text = f"the {role}'s socket was accepted and used by {_who(procs)}"
+    return f"{text} ({VIA.get(via, 'socket trace')})"
+
+
+def _who(processes: list[dict]) -> str:
+    return ", ".join(f"{p['name']} (pid {p['pid']})" for p in processes)
 
 
 def _describe(rec: dict, role: str) -> str:
-    who = ", ".join(f"{p['name']} (pid {p['pid']})" for p in rec["processes"])
+    who = _who(rec["processes"])
     state = rec.get("state", "?")
     if state in ("LISTEN", "UNCONN"):
         return f"the {role}'s port is {('listened on' if state == 'LISTEN' else 'bound')} by {who}"

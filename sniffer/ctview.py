@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sniffer.flows.conn import flow_key
+
 #: Seconds of slack between packet times and event times (events are read every 50 ms, later
 #: under load; an entry's first sight is its NEW event, after the packet that made it).
 MARGIN = 5.0
@@ -56,12 +58,6 @@ class Tracked:
         return self.destroyed if self.destroyed is not None else float("inf")
 
 
-def _flow(src: str, sport, dst: str, dport) -> tuple:
-    """Both directions of a flow, one key."""
-    a, b = (src, sport), (dst, dport)
-    return (a, b) if a <= b else (b, a)
-
-
 def _tup(t: dict) -> tuple:
     return (t.get("src"), t.get("sport"), t.get("dst"), t.get("dport"))
 
@@ -89,7 +85,7 @@ class ConntrackView:
             return
         if what == "overheard":
             proto, a, ap, b, bp = ev["flow"]
-            self.overheard[(proto, _flow(a, ap, b, bp))] = ts
+            self.overheard[(proto, flow_key(a, ap, b, bp))] = ts
             if len(self.overheard) > MAX_ENTRIES:
                 for key in list(self.overheard)[:len(self.overheard) // 8]:
                     del self.overheard[key]
@@ -116,8 +112,8 @@ class ConntrackView:
                 del self.entries[key]
             t = Tracked(e.get("id"), proto, orig, reply, e.get("nat"), None, [], "", ts)
             self.entries[key] = t
-            self.index[(proto, _flow(*orig))] = t
-            self.index[(proto, _flow(reply[2], reply[3], reply[0], reply[1]))] = t
+            self.index[(proto, flow_key(*orig))] = t
+            self.index[(proto, flow_key(*reply))] = t
             if len(self.entries) > MAX_ENTRIES:
                 self._drop(len(self.entries) // 8)
         if what == "destroy":
@@ -138,7 +134,7 @@ class ConntrackView:
             self._unindex(t)
 
     def _unindex(self, t: Tracked) -> None:
-        for flow in (_flow(*t.orig), _flow(t.reply[2], t.reply[3], t.reply[0], t.reply[1])):
+        for flow in (flow_key(*t.orig), flow_key(*t.reply)):
             if self.index.get((t.proto, flow)) is t:
                 del self.index[(t.proto, flow)]
 
@@ -161,7 +157,7 @@ class ConntrackView:
         if t is not None:
             self.forwarded(c, t)
             return
-        if (c.proto, _flow(c.orig_h, c.orig_p, c.resp_h, c.resp_p)) in self.overheard:
+        if (c.proto, flow_key(c.orig_h, c.orig_p, c.resp_h, c.resp_p)) in self.overheard:
             c.evidence.append("its first packet was addressed to another host's MAC "
                               "(a promiscuous capture): this host's kernel never handled it, "
                               "so conntrack cannot say anything of it")
@@ -185,7 +181,7 @@ class ConntrackView:
 
     def match(self, c) -> Tracked | None:
         """The entry whose original or reply tuple is the record's flow, alive during it."""
-        t = self.index.get((c.proto, _flow(c.orig_h, c.orig_p, c.resp_h, c.resp_p)))
+        t = self.index.get((c.proto, flow_key(c.orig_h, c.orig_p, c.resp_h, c.resp_p)))
         if t is None:
             return None
         end = c.ts + (c.duration or 0.0)

@@ -141,6 +141,11 @@ class Engine:
                 hook(linktype, data, pkttype)
             yield ts, linktype, data, wirelen
 
+    def note(self, event) -> None:
+        """An event from outside the engine (a recording's kernel record, met between two
+        frames) in its place in the stream."""
+        self.events.append(event)
+
     def take(self) -> list:
         """The events since the last call, oldest first."""
         events = self.events[:]

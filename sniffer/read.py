@@ -66,10 +66,9 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     # events join the engine's, in file order, so each record is judged on the view as it was
     # when the record ended, whatever the batch.
     view = KernelView()
-    events = engine.events
 
     def on_custom(ts: float, ev: dict) -> None:
-        events.append(KernelEvent(ts, ev))
+        engine.note(KernelEvent(ts, ev))
         if detectors is not None:  # (they watch packets as they are fed: tell them now)
             detectors.kernel_event(ts, ev)
 

@@ -53,22 +53,20 @@ def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None,
     src = open_source(path, stats)
     try:
         head = src.peek(4)
-        if is_pcap(head) and src.size is not None and _core_pcap() is not None:
+        if is_pcap(head):
             # A plain file: the compiled core walks it (the same frames, stats and errors as
             # read_pcap, tests/test_core_pcap.py), reading the file itself.
-            src.close()
-            frames = _core_pcap()(path, stats, src.name)
-            if directions:
+            walk = _core_pcap() if src.size is not None else None
+            if walk is not None:
+                src.close()
+                frames = walk(path, stats, src.name)
+            else:
+                frames = read_pcap(src, stats)
+            if directions:  # classic pcap has no direction
                 for ts, linktype, data, wirelen in frames:
                     yield ts, linktype, data, wirelen, None
             else:
                 yield from frames
-        elif is_pcap(head):
-            if directions:  # classic pcap has no direction
-                for ts, linktype, data, wirelen in read_pcap(src, stats):
-                    yield ts, linktype, data, wirelen, None
-            else:
-                yield from read_pcap(src, stats)
         elif is_pcapng(head):
             yield from read_pcapng(src, stats, on_custom, directions)
         else:

@@ -179,11 +179,7 @@ class _Instance:
         self._remove()
 
     def _remove(self) -> None:
-        for event in self.events:
-            try:
-                _write(os.path.join(self.path, event, "enable"), "0")
-            except OSError:
-                pass
+        self.enable(self.events, False)
         try:
             os.rmdir(self.path)
         except OSError:
@@ -209,7 +205,6 @@ class SocketTracer:
                        if os.path.exists(os.path.join(root, e))})
         if os.path.exists(os.path.join(root, THREAD_EVENT)):
             events[THREAD_EVENT] = f"clone_flags & {CLONE_THREAD}"
-        self.inbound = any(e in events for e in USE_EVENTS)
         self._uses = [e for e in USE_EVENTS if e in events]
         self._use_second, self._use_count = 0, 0
         self.paused_until = 0.0  # monotonic time the send/receive events come back on
@@ -219,13 +214,12 @@ class SocketTracer:
         self._instances = [_Instance(root, f"sniffer-{os.getpid()}", events,
                                      self._parse_sockets, fields=True)]
         routes = {e: ROUTE_FILTER for e in ROUTE_EVENTS if os.path.exists(os.path.join(root, e))}
-        self.datagrams = bool(routes)
         if routes:
             try:
                 self._instances.append(_Instance(root, f"sniffer-{os.getpid()}-udp", routes,
                                                  self._parse_routes, fields=False))
             except OSError:
-                self.datagrams = False
+                pass  # UDP senders stay with the look-ups
 
     def read(self) -> list[dict]:
         """The sockets traced since the last call: {processes, uid, role, via, addresses,
