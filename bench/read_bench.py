@@ -64,6 +64,7 @@ class Run:
     wall: float
     cpu: float
     rss_mb: float
+    stderr: str = ""
 
 
 def measure(cmd: list[str]) -> Run:
@@ -76,7 +77,7 @@ def measure(cmd: list[str]) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {err.strip()[-500:]}")
-    return Run(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024)
+    return Run(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, err)
 
 
 def sniffer_cmd() -> list[str]:
@@ -92,6 +93,8 @@ def tools() -> dict[str, tuple[list[str] | None, str]]:
     out["sniffer"] = (sniffer_cmd() + ["read", "--format", "zeek", "-o", "/dev/null"], "")
     out["sniffer --workers 2"] = (sniffer_cmd() + ["read", "--format", "zeek", "-o",
                                                    "/dev/null", "--workers", "2"], "")
+    # the Python engine (the reference the compiled one replaced), on the small mix only
+    out["sniffer (Python engine)"] = (["env", "SNIFFER_ENGINE=python"] + out["sniffer"][0], "")
     tshark = shutil.which("tshark")
     out["tshark"] = (([tshark, "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r"], "")
                      if tshark else (None, "not installed"))
@@ -178,6 +181,7 @@ def main() -> int:
         f"mix {small // 1000}k": generate(args.dir / f"mix_{small}.pcap", small, "mix"),
         f"mix {args.packets // 1000}k": generate(args.dir / f"mix_{args.packets}.pcap",
                                                  args.packets, "mix"),
+        "10 packets": generate(args.dir / "mix_10.pcap", 10, "mix"),
         f"SYN flood {2 * args.packets // 1000}k": generate(
             args.dir / f"synflood_{2 * args.packets}.pcap", 2 * args.packets, "synflood"),
     }
@@ -185,6 +189,7 @@ def main() -> int:
     if args.only:
         available = {k: v for k, v in available.items() if k in args.only}
     rows = []
+    notes: list[str] = []  # what sniffer said (the flood's evictions)
     for name, (cmd, why) in available.items():
         if cmd is None:
             rows.append(("all", name, None, why))
@@ -193,13 +198,15 @@ def main() -> int:
         for name, (cmd, why) in available.items():
             if cmd is None:
                 continue
-            if name == "scapy" and npk > small:
-                continue  # scapy: the small file only
+            if name in ("scapy", "sniffer (Python engine)") and npk > small:
+                continue  # the slow ones: the small file only (their rate is what matters)
             if name == "tcptrace" and label.startswith("SYN"):
                 continue
             full = cmd + [str(path)]
             if name.startswith("cflow"):  # its fixed table must hold every flow of the file
                 full = cmd + ["--cap", "22" if label.startswith("SYN") else "18", str(path)]
+            if label.startswith("10 packets") and not name.startswith("sniffer"):
+                continue
             if name == "scapy":  # about 25 s a run: one run, its rate is what matters
                 runs = [measure(full)]
             else:
@@ -209,9 +216,13 @@ def main() -> int:
             cpu = statistics.median(r.cpu for r in runs)
             rss = max(r.rss_mb for r in runs)
             rows.append((label, name, (npk, wall, cpu, rss), ""))
+            if name == "sniffer" and "flows_evicted" in runs[-1].stderr:
+                notes.append(f"- sniffer on the {label}: "
+                             + runs[-1].stderr.strip().splitlines()[0].removeprefix("sniffer: "))
             print(f"{label:>16} {name:>9}: {npk / wall / 1e3:8.0f} k pkt/s wall, "
                   f"{npk / cpu / 1e3:8.0f} k pkt/s CPU, {rss:6.0f} MB", flush=True)
-    table = render(rows, args.runs)
+    table = render(rows, args.runs) + ratios(rows, args.packets) + "".join(
+        n + "\n" for n in notes)
     print(table)
     if args.write:
         doc = DOC.read_text()
@@ -222,10 +233,35 @@ def main() -> int:
     return 0
 
 
+def ratios(rows, packets: int) -> str:
+    """Issue 14's same-run ratios: the compiled engine's rate on the big mix against cflow
+    and tcptrace, the SYN flood's against the mix, the old engine's, and the 10-packet time."""
+    rate = {(label, name): m[0] / m[1] for label, name, m, _ in rows if m is not None}
+    wall = {(label, name): m[1] for label, name, m, _ in rows if m is not None}
+    mix, flood = f"mix {packets // 1000}k", f"SYN flood {2 * packets // 1000}k"
+    small = f"mix {max(packets // 5, 1) // 1000}k"
+    lines = ["", "Ratios (same run, packets per second of wall clock):", ""]
+
+    def add(text: str, a: tuple, b: tuple) -> None:
+        if a in rate and b in rate:
+            lines.append(f"- {text}: {rate[a] / rate[b]:.2f}x")
+
+    add(f"sniffer / cflow, {mix}", (mix, "sniffer"), (mix, "cflow (C yardstick)"))
+    add(f"sniffer / tcptrace, {mix}", (mix, "sniffer"), (mix, "tcptrace"))
+    add(f"sniffer {flood} / sniffer {mix}", (flood, "sniffer"), (mix, "sniffer"))
+    add(f"sniffer / the Python engine, {small}", (small, "sniffer"),
+        (small, "sniffer (Python engine)"))
+    if ("10 packets", "sniffer") in wall:
+        lines.append(f"- `sniffer read` of a 10-packet capture: "
+                     f"{wall[('10 packets', 'sniffer')] * 1000:.0f} ms, whole process")
+    return "\n".join(lines) + "\n"
+
+
 def render(rows, runs: int) -> str:
-    order = ["sniffer", "sniffer --workers 2", "cflow (C yardstick)", "tcptrace", "tshark",
-             "scapy"]
-    names = [n for n in sorted({r[1] for r in rows}, key=order.index) if n != "sniffer --workers 2"]
+    order = ["sniffer", "sniffer --workers 2", "sniffer (Python engine)", "cflow (C yardstick)",
+             "tcptrace", "tshark", "scapy"]
+    names = [n for n in sorted({r[1] for r in rows}, key=order.index)
+             if n not in ("sniffer --workers 2", "sniffer (Python engine)")]
     machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
                f"Python {platform.python_version()}")
     lines = [f"Measured {datetime.date.today()} on {machine}. Versions: "

@@ -22,9 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sniffer.config import Settings
-from sniffer.decode import Decoder
 from sniffer.flows.conn import Conn
-from sniffer.flows.table import FlowTable
 from sniffer.stats import LoggedStats, Stats
 
 Frame = tuple[float, int, bytes, int]  # (ts, linktype, data, wirelen)
@@ -76,6 +74,9 @@ class Engine:
             from sniffer.output.weird import Weird
             append = self.events.append
             stats.sink = lambda name, ts: append(Weird(ts, name, source="decode"))
+        # (imported here: a run on the compiled engine never loads the Python one)
+        from sniffer.decode import Decoder
+        from sniffer.flows.table import FlowTable
         self.stats = stats
         self.decoder = Decoder(settings, stats)
         self.table = FlowTable(settings, stats, self._finished, self.decoder)
@@ -169,3 +170,92 @@ class Engine:
 
     def _new(self, conn) -> None:
         self.events.append(NewConn(conn, self.table.network_time, self.pkttype))
+
+
+class CoreEngine:
+    """The same seam over the compiled core (`sniffer._core.Engine`): decode, fragments,
+    tunnels, the flow table, timers and records all run in Rust, fed frames in batches with
+    the GIL released. Events are `Finished` (a `Conn` built from the core's record tuple) and,
+    with `weirds=True`, `Weird`; `note(ev)` keeps an outside event in its place by first
+    running the frames gathered before it.
+
+    `shard`, ``(n, me)``, makes it shard `me` of `n` (`read --workers`, sniffer.workers: the
+    core's owner function is the Python one's). No detectors or notices yet.
+    """
+
+    def __init__(self, settings: Settings, stats: Stats, *, weirds: bool = False,
+                 shard: tuple[int, int] | None = None) -> None:
+        from sniffer import _core
+        self.core = _core.Engine(settings, rows=False, weirds=weirds, shard=shard)
+        self.stats = stats
+        self.weirds = weirds
+        self.events: list = []
+        self.pending: list[Frame] = []
+        self.logged = None
+        if weirds:
+            if not isinstance(stats, LoggedStats):
+                raise TypeError("weirds=True needs LoggedStats: the capture's anomalies come "
+                                "from it")
+            from sniffer.output.weird import Weird
+            # The capture stage (reader) counts its anomalies in `stats` between frames:
+            # each joins the stream after the frames read before it.
+            stats.sink = lambda name, ts: self.note(Weird(ts, name, source="decode"))
+            self.logged = stats
+
+    @property
+    def network_time(self) -> float:
+        return self.core.network_time
+
+    @property
+    def frames(self) -> int:
+        return self.core.frames + len(self.pending)
+
+    def feed(self, frames: Iterable[Frame]) -> None:
+        """Process `frames` in order (a batch at a time). An error raised by the iterable
+        comes out after every frame before it was processed."""
+        pending = self.pending
+        logged = self.logged
+        try:
+            for frame in frames:
+                if logged is not None:
+                    logged.ts = frame[0]
+                pending.append(frame)
+                if len(pending) >= 4096:
+                    self._run()
+        finally:
+            self._run()
+
+    def _run(self) -> None:
+        if self.pending:
+            batch = self.pending[:]
+            self.pending.clear()
+            self.core.feed(batch)
+        self._collect()
+
+    def _collect(self) -> None:
+        events = self.events
+        for conn, rest in self.core.take_records():
+            c = Conn(*conn, *rest[:9], None, rest[9])
+            events.append(Finished(c, rest[10], rest[11]))
+        if self.weirds:
+            from sniffer.output.weird import Weird
+            for ts, name, source, uid, oh, op, rh, rp in self.core.take_weirds():
+                events.append(Weird(ts, name, uid, oh, op, rh, rp, source=source))
+
+    def note(self, event) -> None:
+        self._run()
+        self.events.append(event)
+
+    def take(self) -> list:
+        events = self.events[:]
+        self.events.clear()
+        return events
+
+    def finish(self) -> None:
+        self._run()
+        self.core.finish()
+        self._collect()
+        stats = self.stats
+        for key, n in self.core.counters().items():
+            # (a plain dict update: the core reported these anomalies as events already)
+            dict.__setitem__(stats, key, stats.get(key, 0) + n)

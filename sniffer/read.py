@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TextIO
 
-from sniffer.capture import open_capture
 from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports
-from sniffer.correlate import KernelView
 from sniffer.errors import BadInputError, SnifferError, UsageError
-from sniffer.engine import Engine, Finished
+from sniffer.engine import CoreEngine, Engine, Finished
 from sniffer.flows.conn import Conn
 from sniffer.interrupt import Interrupted
 from sniffer.stats import LoggedStats, Stats, checksum_warning
@@ -55,12 +53,20 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     `advance(n)`, when given, is told roughly how many file bytes each packet took (for a
     progress bar); `weird(record)`, when given, receives each anomaly for weird.log (then
     `stats` must be a LoggedStats); `detectors` (sniffer.detect.engine.Detectors), when given,
-    observes the run. `shard`, ``(owner, me)``, makes this run one `--workers` shard
-    (sniffer.engine.Engine). Returns the input error or the stop signal (sniffer.interrupt)
+    observes the run. `shard`, ``(n, me)``, makes this run shard `me` of `n` (`--workers`,
+    sniffer.workers). Returns the input error or the stop signal (sniffer.interrupt)
     that ended the run early, if any: the caller reports it after the output is complete.
     """
-    engine = Engine(settings, stats, detectors=detectors, weirds=weird is not None,
-                    shard=shard)
+    if detectors is None and not python_engine():
+        engine = CoreEngine(settings, stats, weirds=weird is not None, shard=shard)
+    else:  # (the detectors' hooks run on the Python engine, for now)
+        if shard is not None:
+            from sniffer.workers import make_owner
+            shard = (make_owner(shard[0], settings), shard[1])
+        engine = Engine(settings, stats, detectors=detectors, weirds=weird is not None,
+                        shard=shard)
+    from sniffer.capture import open_capture
+    from sniffer.correlate import KernelView
     # A recording of `sniffer live -w` carries the kernel's view in custom blocks: replay it
     # into the same correlator, so the records get the verdicts the live run gave them. Its
     # events join the engine's, in file order, so each record is judged on the view as it was
@@ -109,6 +115,79 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     finally:
         engine.finish()
         dispatch()
+    return error
+
+
+def python_engine() -> bool:
+    """SNIFFER_ENGINE=python: run the Python reference engine instead of the compiled one
+    (the differential tests' reference; for comparing the two, and benchmarks of the old one)."""
+    return os.environ.get("SNIFFER_ENGINE") == "python"
+
+
+def plain_pcap(path: str) -> bool:
+    """Whether `path` is a regular, uncompressed classic pcap file: the core can walk it,
+    track it and write its rows without a frame or a record crossing into Python."""
+    if path == "-" or not os.path.isfile(path):
+        return False
+    from sniffer.capture.pcap import is_pcap
+    try:
+        with open(path, "rb") as f:
+            return is_pcap(f.read(4))
+    except OSError:
+        return False
+
+
+#: Frames the core walks between two looks at the clock (a stop signal, the progress bar).
+CORE_BATCH = 65536
+
+
+def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output",
+             advance=None) -> BadInputError | Interrupted | None:
+    """`read FILE --format zeek`: the core walks the classic pcap at `path`, tracks it and
+    writes conn.log rows itself; Python only writes the text out. The same rows, stats and
+    errors as run_packets (tests/test_core_engine.py holds the two to each other)."""
+    from sniffer import _core
+    from sniffer.capture.corepcap import _bad
+    from sniffer.interrupt import STOP
+    error = None
+    try:
+        walker = _core.PcapWalker(path)
+    except (_core.CoreError, _core.PanicException) as e:
+        return _bad(path, e, 0)
+    engine = _core.Engine(settings, rows=True)
+    done = 0
+
+    def write() -> None:
+        rows = engine.take_rows()
+        if rows:
+            if output.out is None:
+                output.open_raw(verdicts=False)
+            output.write_raw(rows)
+
+    try:
+        while True:
+            if STOP.signum:
+                raise Interrupted(STOP.signum)
+            try:
+                n = engine.feed_pcap(walker, CORE_BATCH)
+            except (_core.CoreError, _core.PanicException) as e:
+                raise _bad(path, e, walker.offset) from None
+            write()
+            if advance is not None:
+                advance(walker.offset - done)
+                done = walker.offset
+            if n == 0:
+                break
+    except (BadInputError, Interrupted) as exc:
+        error = exc
+    finally:
+        engine.finish()
+        write()
+        for key, n in engine.counters().items():
+            stats[key] += n
+        truncated = walker.notes().get("truncated_final_record")
+        if truncated:
+            stats["truncated_final_record"] += truncated
     return error
 
 
@@ -254,16 +333,24 @@ def _run_read(args: argparse.Namespace) -> int:
     stats = Stats() if weirds is None else LoggedStats()  # (the engine logs through it)
     from sniffer.detect.engine import from_args
     detectors = from_args(args, settings, stats)
+    # The whole per-packet path and the rows in the core: one plain pcap to conn.log text.
+    rows = (fmt == "zeek" and weird is None and detectors is None and len(args.files) == 1
+            and not python_engine() and plain_pcap(args.files[0]))
+
+    def run(advance) -> BadInputError | Interrupted | None:
+        if rows:
+            return run_rows(args.files[0], settings, stats, output, advance)
+        return run_packets(args.files, settings, stats, output.emit_finished, advance, weird,
+                           detectors)
+
     try:
         if sys.stderr.isatty():
             from sniffer.output.console import progress
             total = None if "-" in args.files else _total_size(args.files)
             with progress(total, min_total=8 << 20) as advance:
-                error = run_packets(args.files, settings, stats, output.emit_finished,
-                                    advance, weird, detectors)
+                error = run(advance)
         else:
-            error = run_packets(args.files, settings, stats, output.emit_finished, None, weird,
-                                detectors)
+            error = run(None)
     finally:
         if detectors is not None:  # even when interrupted: the alerts raised so far
             detectors.close()

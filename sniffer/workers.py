@@ -160,7 +160,7 @@ def run(args, settings, n: int, output) -> dict:
                 code = 1
                 try:
                     interrupt.install_worker()
-                    _worker(args.files, settings, make_owner(n, settings), i, files[i],
+                    _worker(args.files, settings, n, i, files[i],
                             args.format, DEFAULT_FIELDS, DEFAULT_FIELDS + VERDICT_FIELDS)
                     code = 0
                 except BaseException as exc:  # noqa: BLE001 - reported by the parent
@@ -214,7 +214,8 @@ def _load(path: str) -> dict:
         return {"crash": "no result"}
 
 
-def _worker(paths, settings, owner, me: int, path: str, fmt: str, plain, with_verdicts) -> None:
+def _worker(paths, settings, n: int, me: int, path: str, fmt: str, plain,
+            with_verdicts) -> None:
     """One shard: run the pipeline, write `key TAB flag TAB row` lines, then the stats."""
     from sniffer.engine import Finished
     from sniffer.output import jsonl, zeek
@@ -239,7 +240,7 @@ def _worker(paths, settings, owner, me: int, path: str, fmt: str, plain, with_ve
                   f"{fmt_row(conn, with_verdicts if verdict else plain)}\n")
 
     stats = Stats()
-    error = run_packets(paths, settings, stats, emit, shard=(owner, me))
+    error = run_packets(paths, settings, stats, emit, shard=(n, me))
     out.close()
     bad = error if isinstance(error, BadInputError) else None
     with open(path + ".stats", "w") as f:

@@ -7,8 +7,12 @@
 
 pub mod capture;
 pub mod decode;
+pub mod engine;
 pub mod flows;
+pub mod fuzzing;
 pub mod output;
+pub mod shard;
+pub mod tunnels;
 
 #[cfg(feature = "python")]
 mod python;

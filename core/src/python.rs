@@ -19,10 +19,13 @@ use std::panic::{self, AssertUnwindSafe};
 use pyo3::exceptions::PyException;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::capture::pcap::{self, PcapWalker as Walker, WalkError};
 use crate::decode::{self, checksum, links, Decoder, Net, Packet};
+use crate::engine::{Engine, EngineSettings, Sink};
+use crate::flows::conn::ntop;
+use crate::flows::table::{Firing, TableSettings};
 use crate::flows::tcp::{self, Event, Recorder, TcpConn, TcpSettings};
 
 pyo3::create_exception!(
@@ -569,7 +572,7 @@ impl PyTcpConn {
     }
 }
 
-fn endpoint_dict<'py>(py: Python<'py>, e: &tcp::Endpoint) -> PyResult<Bound<'py, PyDict>> {
+fn endpoint_dict<'py>(py: Python<'py>, e: &tcp::EndpointView) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("is_orig", e.is_orig)?;
     d.set_item("state", e.state)?;
@@ -592,8 +595,7 @@ fn endpoint_dict<'py>(py: Python<'py>, e: &tcp::Endpoint) -> PyResult<Bound<'py,
     d.set_item("gap_cnt", e.gap_cnt)?;
     d.set_item("last_reassem", e.last_reassem)?;
     d.set_item("trim_seq", e.trim_seq)?;
-    let blocks: Vec<(i128, i128)> = e.blocks.clone();
-    d.set_item("blocks", blocks)?;
+    d.set_item("blocks", &e.blocks)?;
     d.set_item("skip", e.skip)?;
     d.set_item("did_eof", e.did_eof)?;
     Ok(d)
@@ -694,7 +696,7 @@ impl PyTcpConn {
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = &self.conn;
         let d = PyDict::new(py);
-        d.set_item("history", &c.history)?;
+        d.set_item("history", c.history())?;
         d.set_item("hist_seen", c.hist_seen)?;
         d.set_item("conn_state", c.conn_state())?;
         d.set_item("sizes", c.sizes())?;
@@ -714,8 +716,259 @@ impl PyTcpConn {
         d.set_item("close_deferred", c.close_deferred)?;
         d.set_item("deferred_gen_event", c.deferred_gen_event)?;
         d.set_item("timer_gen", c.timer_gen)?;
-        d.set_item("orig", endpoint_dict(py, c.orig())?)?;
-        d.set_item("resp", endpoint_dict(py, c.resp())?)?;
+        d.set_item("orig", endpoint_dict(py, &c.endpoint_view(true))?)?;
+        d.set_item("resp", endpoint_dict(py, &c.endpoint_view(false))?)?;
+        Ok(d)
+    }
+}
+
+// --- the engine: frames in, events out ---------------------------------------------------
+
+/// The table's settings from a `Settings` (or a dict); missing ones take the defaults.
+fn table_settings(obj: &Bound<'_, PyAny>) -> PyResult<TableSettings> {
+    let mut s = TableSettings {
+        tcp: tcp_settings(obj)?,
+        ..TableSettings::default()
+    };
+    for (name, slot) in [
+        ("tcp_SYN_timeout", &mut s.tcp_syn_timeout),
+        ("udp_inactivity_timeout", &mut s.udp_inactivity_timeout),
+        ("icmp_inactivity_timeout", &mut s.icmp_inactivity_timeout),
+        (
+            "unknown_ip_inactivity_timeout",
+            &mut s.unknown_ip_inactivity_timeout,
+        ),
+        ("dns_session_timeout", &mut s.dns_session_timeout),
+        ("ip_tunnel_timeout", &mut s.ip_tunnel_timeout),
+        ("long_inactivity_timeout", &mut s.long_inactivity_timeout),
+    ] {
+        if let Some(v) = setting(obj, name)? {
+            *slot = v.extract()?;
+        }
+    }
+    if let Some(v) = setting(obj, "max_flows")? {
+        s.max_flows = v.extract()?;
+    }
+    if let Some(v) = setting(obj, "long_timeout_ports")? {
+        s.long_timeout_ports = v
+            .try_iter()?
+            .map(|p| p?.extract())
+            .collect::<PyResult<_>>()?;
+    }
+    if let Some(v) = setting(obj, "likely_server_ports")? {
+        s.likely_server_ports = v
+            .try_iter()?
+            .map(|p| p?.extract())
+            .collect::<PyResult<_>>()?;
+    }
+    let nets = |v: Option<Bound<'_, PyAny>>| -> PyResult<Vec<Net>> {
+        let mut out = Vec::new();
+        if let Some(v) = v.filter(|v| !v.is_none()) {
+            for item in v.try_iter()? {
+                let text = item?.str()?.to_string();
+                out.push(Net::parse(&text).map_err(pyo3::exceptions::PyValueError::new_err)?);
+            }
+        }
+        Ok(out)
+    };
+    s.local_nets = nets(setting(obj, "local_nets")?)?;
+    let d = decode_settings(obj)?;
+    s.ignore_checksums = d.ignore_checksums;
+    s.ignore_checksums_nets = d.ignore_checksums_nets;
+    Ok(s)
+}
+
+fn firing_obj<'py>(py: Python<'py>, f: Firing) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match f {
+        Firing::Packet => py.None().into_bound(py),
+        Firing::Timer { when, serial, kind } => (when, serial, kind).into_pyobject(py)?.into_any(),
+        Firing::Flush { serial } => ("flush", serial).into_pyobject(py)?.into_any(),
+    })
+}
+
+fn addr_text(a: Option<decode::Addr>) -> Option<String> {
+    a.map(|a| ntop(a.as_bytes()))
+}
+
+/// The compiled engine (sniffer/engine.py's seam): `Engine(settings, rows=False,
+/// weirds=False, shard=None)` (`shard`: `(n, me)`, one of `read --workers n`). Frames go in with `feed(frames)` (`(ts, linktype, data, wirelen)` tuples)
+/// or, for a classic pcap walked by the core, `feed_pcap(walker, max_frames)`, which never
+/// hands a frame to Python; both run with the GIL released. Finished connections come back
+/// from `take_records()` as tuples (the `Conn` fields in order, then the frame and what
+/// ended it), or, with `rows=True`, from `take_rows()` as conn.log text (Zeek TSV, default
+/// fields). `take_weirds()` gives `(ts, name, source, uid, orig_h, orig_p, resp_h, resp_p)`
+/// when `weirds=True`. `finish()` ends the input; `counters()` the stats by their keys.
+#[pyclass(module = "sniffer._core", name = "Engine")]
+struct PyEngine {
+    engine: Engine,
+    broken: Option<String>,
+}
+
+impl PyEngine {
+    fn run<T: Send>(
+        &mut self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Engine) -> T + Send,
+    ) -> PyResult<T> {
+        if let Some(msg) = &self.broken {
+            return Err(core_error(None, msg.clone(), None));
+        }
+        let engine = &mut self.engine;
+        match py.detach(|| guarded(|| f(engine))) {
+            Ok(v) => Ok(v),
+            Err(msg) => {
+                let frame = self.engine.frames;
+                let msg =
+                    format!("internal error in the compiled core (a bug) at frame {frame}: {msg}");
+                self.broken = Some(msg.clone());
+                Err(core_error(None, msg, None))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (settings, rows = false, weirds = false, shard = None))]
+    fn new(
+        settings: &Bound<'_, PyAny>,
+        rows: bool,
+        weirds: bool,
+        shard: Option<(u32, u32)>,
+    ) -> PyResult<Self> {
+        let s = EngineSettings {
+            decode: decode_settings(settings)?,
+            table: table_settings(settings)?,
+        };
+        let decode = s.decode.clone();
+        let sink = if rows { Sink::ZeekRows } else { Sink::Records };
+        let mut engine = Engine::new(s, sink, weirds);
+        if let Some((n, me)) = shard {
+            engine.set_shard(n, me, &decode);
+        }
+        Ok(PyEngine {
+            engine,
+            broken: None,
+        })
+    }
+
+    /// Network time: the latest frame's time.
+    #[getter]
+    fn network_time(&self) -> f64 {
+        self.engine.table.network_time
+    }
+
+    /// Frames fed since the last `finish`.
+    #[getter]
+    fn frames(&self) -> u64 {
+        self.engine.frames
+    }
+
+    /// Connections open now.
+    #[getter]
+    fn open_connections(&self) -> usize {
+        self.engine.table.len()
+    }
+
+    fn feed(&mut self, py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let frames = frames_from(frames)?;
+        self.run(py, |e| {
+            for (ts, linktype, range, wirelen) in &frames.items {
+                let data = frames.buf.get(range.clone()).unwrap_or_default();
+                e.feed(*ts, *linktype, data, *wirelen);
+            }
+            frames.items.len()
+        })
+    }
+
+    /// Walk up to `max_frames` frames of `walker` into the engine; the number walked (0 at
+    /// the end). A damaged record raises CoreError once the frames before it are in.
+    fn feed_pcap(
+        &mut self,
+        py: Python<'_>,
+        mut walker: PyRefMut<'_, PyPcapWalker>,
+        max_frames: usize,
+    ) -> PyResult<usize> {
+        let w = &mut walker.walker;
+        match self.run(py, |e| e.feed_pcap(w, max_frames.max(1)))? {
+            Ok(n) => Ok(n),
+            Err(e) => Err(walk_error(e)),
+        }
+    }
+
+    fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, Engine::finish)
+    }
+
+    fn take_rows<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyString> {
+        // (cleared, not taken: the buffer keeps its capacity for the next batch)
+        let rows = self.engine.rows();
+        let text = PyString::new(py, rows);
+        rows.clear();
+        text
+    }
+
+    fn take_records<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for f in self.engine.records.drain(..) {
+            let r = *f.rec;
+            let conn = (
+                r.ts,
+                r.uid,
+                r.orig_h,
+                r.orig_p,
+                r.resp_h,
+                r.resp_p,
+                r.proto,
+                r.ip_proto,
+                r.duration,
+                r.orig_bytes,
+                r.resp_bytes,
+                r.conn_state,
+            );
+            let rest = (
+                r.local_orig,
+                r.local_resp,
+                r.missed_bytes,
+                r.history,
+                r.orig_pkts,
+                r.orig_ip_bytes,
+                r.resp_pkts,
+                r.resp_ip_bytes,
+                r.tunnel_parents,
+                r.community_id,
+                f.frame,
+                firing_obj(py, f.firing)?,
+            );
+            list.append((conn, rest))?;
+        }
+        Ok(list)
+    }
+
+    fn take_weirds<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for e in self.engine.weirds.drain(..) {
+            list.append((
+                e.ts,
+                e.name.into_owned(),
+                if e.decode { "decode" } else { "flows" },
+                e.uid,
+                addr_text(e.orig_h),
+                e.orig_p,
+                addr_text(e.resp_h),
+                e.resp_p,
+            ))?;
+        }
+        Ok(list)
+    }
+
+    /// Every nonzero counter by its stats key.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.engine.counters() {
+            d.set_item(k, v)?;
+        }
         Ok(d)
     }
 }
@@ -733,6 +986,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_WINDOW", pcap::DEFAULT_WINDOW)?;
     m.add_class::<PyDecoder>()?;
     m.add_class::<PyTcpConn>()?;
+    m.add_class::<PyEngine>()?;
     m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(l4_checksum_ok, m)?)?;
     m.add_function(wrap_pyfunction!(ones_sum, m)?)?;

@@ -1,32 +1,40 @@
 //! Internet checksums (RFC 1071), as `sniffer/decode/checksum.py`: sums reduced modulo 0xFFFF,
 //! where 0 stands for both +0 and -0 (all ones).
 //!
-//! Because 2^16 == 1 (mod 0xFFFF), so do 2^64 and every even power of 256: a buffer read as
-//! big-endian 64-bit words (from its start, an odd length padded with one zero byte at the
-//! end) sums to the same value modulo 0xFFFF as its 16-bit words. That is the Python's
-//! big-integer trick, eight bytes at a time.
+//! Because 2^16 == 1 (mod 0xFFFF), wider words sum to the same value modulo 0xFFFF as their
+//! 16-bit halves (the Python's big-integer trick); `ones_sum` adds 32-bit words four at a time.
 
 const TCP_UDP_ICMP: (u8, u8, u8) = (6, 17, 1);
 
 /// The sum of the big-endian 16-bit words of `data` (an odd last byte padded with zero),
 /// modulo 0xFFFF.
 pub fn ones_sum(data: &[u8]) -> u64 {
-    let mut s: u128 = 0;
-    let mut chunks = data.chunks_exact(8);
+    // Summed as little-endian 32-bit words in four independent accumulators (RFC 1071: the
+    // sum is byte-order independent up to a rotation), then folded to 16 bits and rotated back
+    // to the big-endian sum: swapping a word's bytes multiplies it by 2^8 modulo 0xFFFF, and
+    // 2^8 is its own inverse there. A u64 holds 2^32 words' worth: far beyond any datagram.
+    let mut acc = [0u64; 4];
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        if let Ok(a) = <[u8; 8]>::try_from(c) {
-            s += u128::from(u64::from_be_bytes(a));
+        for (a, w) in acc.iter_mut().zip(c.chunks_exact(4)) {
+            if let Ok(w) = <[u8; 4]>::try_from(w) {
+                *a += u64::from(u32::from_le_bytes(w));
+            }
         }
     }
+    let mut s: u64 = acc.iter().sum();
     for w in chunks.remainder().chunks(2) {
         s += match w {
-            [a, b] => u128::from(u16::from_be_bytes([*a, *b])),
-            [a] => u128::from(*a) << 8,
+            [a, b] => u64::from(u16::from_le_bytes([*a, *b])),
+            [a] => u64::from(*a),
             _ => 0,
         };
     }
-    // s < 2^67 for any slice: the remainder fits a u64.
-    u64::try_from(s % 0xFFFF).unwrap_or(0)
+    while s > 0xFFFF {
+        s = (s & 0xFFFF) + (s >> 16);
+    }
+    let be = ((s & 0xFF) << 8) | (s >> 8);
+    be % 0xFFFF
 }
 
 fn all_zero(b: &[u8]) -> bool {

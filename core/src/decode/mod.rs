@@ -25,10 +25,27 @@ pub use netset::{Net, NetSet};
 pub use stats::{Counters, Reason};
 
 /// A raw IPv4 or IPv6 address (4 or 16 bytes), inline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Addr {
     bytes: [u8; 16],
     len: u8,
+}
+
+// Compared and hashed as two machine words and the length (the flow table's key does this for
+// every packet; a derived impl compares and hashes byte by byte).
+impl PartialEq for Addr {
+    fn eq(&self, o: &Self) -> bool {
+        u128::from_ne_bytes(self.bytes) == u128::from_ne_bytes(o.bytes) && self.len == o.len
+    }
+}
+
+impl Eq for Addr {}
+
+impl std::hash::Hash for Addr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.bytes));
+        h.write_u8(self.len);
+    }
 }
 
 impl Addr {

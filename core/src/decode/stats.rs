@@ -2,6 +2,7 @@
 //! them): fixed reasons in an array (no allocation per packet), the numbered ones
 //! (`unsupported_linktype:N`, `unsupported_ethertype:0xNNNN`) in small maps.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 macro_rules! reasons {
@@ -83,6 +84,9 @@ const COUNT: usize = Reason::ALL.len();
 /// The counts by reason; `iter()` gives the nonzero ones by their Python names.
 #[derive(Clone, Debug)]
 pub struct Counters {
+    /// When set, every count made is also logged here, by name, once per call (a weird.log is
+    /// written: sniffer.stats.LoggedStats reports each `+=` of the Python decoder).
+    pub log: Option<Vec<Cow<'static, str>>>,
     counts: [u64; COUNT],
     linktypes: BTreeMap<u32, u64>,
     ethertypes: BTreeMap<u16, u64>,
@@ -91,6 +95,7 @@ pub struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
+            log: None,
             counts: [0; COUNT],
             linktypes: BTreeMap::new(),
             ethertypes: BTreeMap::new(),
@@ -102,6 +107,9 @@ impl Counters {
     pub fn add(&mut self, r: Reason, n: u64) {
         if let Some(c) = self.counts.get_mut(r as usize) {
             *c = c.saturating_add(n);
+        }
+        if let Some(log) = &mut self.log {
+            log.push(Cow::Borrowed(r.name()));
         }
     }
 
@@ -116,11 +124,19 @@ impl Counters {
     /// `unsupported_linktype:N`
     pub fn unsupported_linktype(&mut self, linktype: u32) {
         *self.linktypes.entry(linktype).or_insert(0) += 1;
+        if let Some(log) = &mut self.log {
+            log.push(Cow::Owned(format!("unsupported_linktype:{linktype}")));
+        }
     }
 
     /// `unsupported_ethertype:0xNNNN`
     pub fn unsupported_ethertype(&mut self, ethertype: u16) {
         *self.ethertypes.entry(ethertype).or_insert(0) += 1;
+        if let Some(log) = &mut self.log {
+            log.push(Cow::Owned(format!(
+                "unsupported_ethertype:0x{ethertype:04x}"
+            )));
+        }
     }
 
     /// The nonzero counters as (Python stats key, count).

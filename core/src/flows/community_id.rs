@@ -79,8 +79,22 @@ pub fn community_id(
     dport: u16,
     seed: u16,
 ) -> Option<String> {
+    let mut id = String::with_capacity(30);
+    community_id_into(&mut id, src, dst, proto, sport, dport, seed).then_some(id)
+}
+
+/// [`community_id`], appended to `out`; false (nothing written) when there is none.
+pub fn community_id_into(
+    out: &mut String,
+    src: &[u8],
+    dst: &[u8],
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    seed: u16,
+) -> bool {
     if src.len() != dst.len() || !(src.len() == 4 || src.len() == 16) {
-        return None;
+        return false;
     }
     let (mut sport, mut dport, mut one_way) = (sport, dport, false);
     if proto == ICMP || proto == ICMP6 {
@@ -105,7 +119,9 @@ pub fn community_id(
         h.update(pa.to_be_bytes());
         h.update(pb.to_be_bytes());
     }
-    Some(format!("1:{}", STANDARD.encode(h.finalize())))
+    out.push_str("1:");
+    STANDARD.encode_string(h.finalize(), out);
+    true
 }
 
 #[cfg(test)]

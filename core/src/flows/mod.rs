@@ -4,5 +4,6 @@
 
 pub mod community_id;
 pub mod conn;
+pub mod table;
 pub mod tcp;
 pub mod uid;

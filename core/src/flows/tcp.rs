@@ -7,10 +7,21 @@
 //!
 //! The machine does not hold the flow table: whatever the Python `TCPConn` asks of its table
 //! (a weird, a timer, an inactivity timeout, "established", "remove me") goes to a
-//! [`TcpContext`], so the Rust table can drive it and tests can drive it alone. Relative
-//! sequence numbers are `i128`: the Python reference computes them with unbounded integers
-//! (masked to 64 bits, and `FIN_seq - 1` may go below zero), and `i128` holds every value it
-//! can produce.
+//! [`TcpContext`], so the Rust table can drive it and tests can drive it alone.
+//!
+//! Relative sequence numbers are computed as `i128`: the Python reference computes them with
+//! unbounded integers (masked to 64 bits, and `FIN_seq - 1` may go below zero), and `i128`
+//! holds every value it can produce. They are *stored* in 64 bits, which is exact: a stored
+//! position is either masked to 64 bits, or at most a relative sequence number (below 2^64)
+//! plus a segment length, which passes 2^64 only after 2^32 - 2 sequence wraps.
+//!
+//! Compact state (a connection is 192 bytes, and a SYN flood makes millions): each
+//! endpoint keeps its sequence numbers, the low halves of its 64-bit positions, one
+//! reassembler range and the low bytes of its counters inline; whatever is rare (the high
+//! halves, counters past 255, sequence wraps, a second range, the last SYN's position, a
+//! history longer than 12 letters) lives in one `Cold` box per connection, allocated when
+//! such a value first appears (and freed when the extra ranges that usually caused it go). Counters and wrap counts saturate at `u32::MAX` (the reference
+//! counts on: it would differ after 4 billion retransmissions, wraps, ... of one connection).
 
 /// Endpoint states, numbered as Zeek's TCP_ENDPOINT_*.
 pub const INACTIVE: u8 = 0;
@@ -63,7 +74,8 @@ fn handshake(state: u8) -> bool {
     state <= SYN_ACK_SENT
 }
 
-/// `(wraps << 32) | seq`, unbounded as in Python (u128 holds any count a run can reach).
+/// `(wraps << 32) | seq`, unbounded as in Python (wraps: a stored count, at most
+/// `u32::MAX`, or one more).
 fn wide(wraps: u64, seq: u32) -> i128 {
     (i128::from(wraps) << 32) | i128::from(seq)
 }
@@ -103,80 +115,114 @@ pub trait TcpContext {
     /// `table.add_timer(when, conn, kind)`; `timer_gen` is the connection's generation now
     /// (a timer of an older one is cancelled).
     fn add_timer(&mut self, when: f64, kind: u8, timer_gen: u64);
-    /// `table.connection_established(conn)`: the ports as they stand, and whether the
-    /// originator is still INACTIVE (the table picks the service port from these).
-    fn connection_established(&mut self, orig_p: u16, resp_p: u16, orig_inactive: bool);
+    /// `table.connection_established(conn)`: the connection's last_time, the ports as they
+    /// stand, and whether the originator is still INACTIVE (the table picks the service port
+    /// from these).
+    fn connection_established(
+        &mut self,
+        last_time: f64,
+        orig_p: u16,
+        resp_p: u16,
+        orig_inactive: bool,
+    );
     /// `table.remove(conn)`: log the connection now and forget it.
     fn remove(&mut self);
 }
 
-/// One side of a TCP connection: Zeek's TCP_Endpoint plus its reassembler's bookkeeping.
+/// The 64-bit positions an endpoint keeps: index into [`Endpoint::lo`] and [`ColdEp::hi`].
+const FIN_SEQ: usize = 0;
+const HIST_LAST_FIN: usize = 1;
+const HIST_LAST_RST: usize = 2;
+const LAST_REASSEM: usize = 3;
+const TRIM_SEQ: usize = 4;
+const NPOS: usize = 5;
+
+/// The counters an endpoint keeps: index into [`Endpoint::cnt`] and [`ColdEp::cnt_hi`].
+const FIN_CNT: usize = 0;
+const RST_CNT: usize = 1;
+const CHK_CNT: usize = 2;
+const RXMT_CNT: usize = 3;
+const WIN0_CNT: usize = 4;
+const GAP_CNT: usize = 5;
+const NCNT: usize = 6;
+
+/// [`Endpoint::bits`].
+const EP_ORIG: u8 = 0x01;
+const EP_DID_CLOSE: u8 = 0x02;
+const EP_SKIP: u8 = 0x04;
+const EP_DID_EOF: u8 = 0x08;
+/// The reassembler holds one range, inline in `range`.
+const EP_ONE_RANGE: u8 = 0x10;
+/// The reassembler's ranges are the vector in the cold part.
+const EP_COLD_RANGES: u8 = 0x20;
+
+fn get<T: Copy + Default, const N: usize>(a: &[T; N], i: usize) -> T {
+    a.get(i).copied().unwrap_or_default()
+}
+
+fn put<T, const N: usize>(a: &mut [T; N], i: usize, v: T) {
+    if let Some(x) = a.get_mut(i) {
+        *x = v;
+    }
+}
+
+/// A computed position as stored: always in 0..2^64 but past 2^32 - 2 wraps (see the top).
+fn store(v: i128) -> u64 {
+    u64::try_from(v).unwrap_or(if v < 0 { 0 } else { u64::MAX })
+}
+
+/// One side of a TCP connection: Zeek's TCP_Endpoint plus its reassembler's bookkeeping,
+/// the part every packet reads (the rest is the connection's [`ColdEp`] for this side; the
+/// connection's accessors join the two, and [`TcpConn::endpoint_view`] shows it all).
 #[derive(Clone, Debug)]
-#[allow(non_snake_case)] // Zeek's names (FIN_cnt, hist_last_SYN, ...)
 pub struct Endpoint {
-    pub is_orig: bool,
-    pub state: u8,
-    pub prev_state: u8,
     pub start_seq: u32,
     pub last_seq: u32,
     pub ack_seq: u32,
-    pub seq_wraps: u64,
-    pub ack_wraps: u64,
-    pub FIN_cnt: u32,
-    pub RST_cnt: u32,
-    pub FIN_seq: i128,
-    pub did_close: bool,
-    pub hist_last_SYN: i128,
-    pub hist_last_FIN: i128,
-    pub hist_last_RST: i128,
-    pub chk_cnt: u64,
-    pub chk_thresh: u64,
-    pub rxmt_cnt: u64,
-    pub rxmt_thresh: u64,
-    pub win0_cnt: u64,
-    pub win0_thresh: u64,
-    pub gap_cnt: u64,
-    pub gap_thresh: u64,
-    // reassembler: sorted disjoint [seq, upper) ranges of data above trim_seq
-    pub last_reassem: i128,
-    pub trim_seq: i128,
-    pub blocks: Vec<(i128, i128)>,
-    pub skip: bool,
-    pub did_eof: bool,
+    /// The low 32 bits of FIN_seq, hist_last_FIN, hist_last_RST, last_reassem, trim_seq.
+    lo: [u32; NPOS],
+    /// The reassembler's range `[range[0], range[1])` when EP_ONE_RANGE.
+    range: [u32; 2],
+    /// The low 8 bits of FIN_cnt, RST_cnt and the chk/rxmt/win0/gap counts.
+    cnt: [u8; NCNT],
+    pub state: u8,
+    pub prev_state: u8,
+    /// EP_*: is_orig, did_close, skip, did_eof and where the ranges are.
+    bits: u8,
 }
 
 impl Endpoint {
     pub fn new(is_orig: bool) -> Self {
+        let mut lo = [0; NPOS];
+        put(&mut lo, LAST_REASSEM, 1);
+        put(&mut lo, TRIM_SEQ, 1);
         Endpoint {
-            is_orig,
-            state: INACTIVE,
-            prev_state: INACTIVE,
             start_seq: 0,
             last_seq: 0,
             ack_seq: 0,
-            seq_wraps: 0,
-            ack_wraps: 0,
-            FIN_cnt: 0,
-            RST_cnt: 0,
-            FIN_seq: 0,
-            did_close: false,
-            hist_last_SYN: 0,
-            hist_last_FIN: 0,
-            hist_last_RST: 0,
-            chk_cnt: 0,
-            chk_thresh: 1,
-            rxmt_cnt: 0,
-            rxmt_thresh: 1,
-            win0_cnt: 0,
-            win0_thresh: 1,
-            gap_cnt: 0,
-            gap_thresh: 1,
-            last_reassem: 1,
-            trim_seq: 1,
-            blocks: Vec::new(),
-            skip: false,
-            did_eof: false,
+            lo,
+            range: [0; 2],
+            cnt: [0; NCNT],
+            state: INACTIVE,
+            prev_state: INACTIVE,
+            bits: if is_orig { EP_ORIG } else { 0 },
         }
+    }
+
+    pub fn is_orig(&self) -> bool {
+        self.bits & EP_ORIG != 0
+    }
+
+    pub fn did_close(&self) -> bool {
+        self.bits & EP_DID_CLOSE != 0
+    }
+
+    pub fn skip(&self) -> bool {
+        self.bits & EP_SKIP != 0
+    }
+
+    pub fn did_eof(&self) -> bool {
+        self.bits & EP_DID_EOF != 0
     }
 
     // -- sequence space -------------------------------------------------------------------
@@ -184,75 +230,62 @@ impl Endpoint {
         (wide(wraps, seq) - i128::from(self.start_seq)) & M64
     }
 
-    pub fn update_last_seq(&mut self, seq: u32) {
-        if seq < self.last_seq {
-            self.seq_wraps = self.seq_wraps.saturating_add(1);
-        }
-        self.last_seq = seq;
-    }
-
-    pub fn update_ack_seq(&mut self, seq: u32) {
-        if seq < self.ack_seq {
-            self.ack_wraps = self.ack_wraps.saturating_add(1);
-        }
-        self.ack_seq = seq;
-    }
-
-    pub fn no_data_acked(&self) -> bool {
-        let ack = wide(self.ack_wraps, self.ack_seq);
-        let start = i128::from(self.start_seq);
-        ack == start || ack == start + 1
-    }
-
-    /// Bytes sent, from sequence numbers (TCP_Endpoint::Size).
-    pub fn size(&self, peer: &Endpoint) -> i128 {
-        if self.prev_state == SYN_SENT
-            && self.state == RESET
-            && peer.state == INACTIVE
-            && self.no_data_acked()
-        {
-            return 0;
-        }
-        let last64 = wide(self.seq_wraps, self.last_seq);
-        let ack64 = wide(self.ack_wraps, self.ack_seq);
-        let mut size = (last64.max(ack64) - i128::from(self.start_seq)) & M64;
-        if size != 0 {
-            size -= 1;
-        }
-        if self.FIN_cnt > 0 && size != 0 {
-            size -= 1;
-        }
-        size
-    }
-
     pub fn is_clean(&self) -> bool {
         self.state == ESTABLISHED || (self.state == CLOSED && self.prev_state == ESTABLISHED)
     }
+}
 
-    // -- reassembler (ranges only) --------------------------------------------------------
-    pub fn has_blocks(&self) -> bool {
-        !self.blocks.is_empty()
-    }
+/// An endpoint's rare part (see the top): zero (or empty) unless the value needs it.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ColdEp {
+    /// The high 32 bits of the positions in [`Endpoint::lo`].
+    hi: [u32; NPOS],
+    /// The counters above their low byte (`count >> 8`).
+    cnt_hi: [u32; NCNT],
+    seq_wraps: u32,
+    ack_wraps: u32,
+    hist_last_syn: u64,
+    /// The reassembler's sorted disjoint `[seq, upper)` ranges when EP_COLD_RANGES.
+    ranges: Vec<(u64, u64)>,
+}
 
-    pub fn data_size(&self) -> i128 {
-        self.blocks.iter().map(|(s, u)| u - s).sum()
-    }
+/// A connection's rare part: both endpoints' (by slot), and a history past 12 letters.
+#[derive(Clone, Debug, Default)]
+struct Cold {
+    a: ColdEp,
+    b: ColdEp,
+    history: String,
+}
 
-    /// TCP_Reassembler::DataPending: data sent but not yet delivered or acked.
-    pub fn data_pending(&self, peer: &Endpoint) -> bool {
-        if self.skip {
-            return false;
-        }
-        let delivered = i128::from(self.start_seq) + self.last_reassem;
-        let last = wide(self.seq_wraps, self.last_seq);
-        if last < delivered {
-            return false;
-        }
-        if delivered != last - 1 && delivered != last {
-            return true;
-        }
-        self.state != RESET && peer.has_blocks()
-    }
+/// Everything one endpoint holds, by the Python reference's names (its differential test and
+/// `_TcpConn.state()`).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(non_snake_case)] // Zeek's names (FIN_cnt, hist_last_SYN, ...)
+pub struct EndpointView {
+    pub is_orig: bool,
+    pub state: u8,
+    pub prev_state: u8,
+    pub start_seq: u32,
+    pub last_seq: u32,
+    pub ack_seq: u32,
+    pub seq_wraps: u32,
+    pub ack_wraps: u32,
+    pub FIN_cnt: u32,
+    pub RST_cnt: u32,
+    pub FIN_seq: u64,
+    pub did_close: bool,
+    pub hist_last_SYN: u64,
+    pub hist_last_FIN: u64,
+    pub hist_last_RST: u64,
+    pub chk_cnt: u32,
+    pub rxmt_cnt: u32,
+    pub win0_cnt: u32,
+    pub gap_cnt: u32,
+    pub last_reassem: u64,
+    pub trim_seq: u64,
+    pub blocks: Vec<(u64, u64)>,
+    pub skip: bool,
+    pub did_eof: bool,
 }
 
 /// Which of the two endpoint slots.
@@ -285,33 +318,72 @@ pub struct Segment {
     pub caplen: u64,
 }
 
+/// The letters a history keeps inline, 5 bits each (the code is the index plus one).
+const HIST_ALPHABET: &[u8; 27] = b"SHADFRIQCTWGX^shadfriqctwgx";
+/// How many letters fit inline (above the 4-bit length).
+const HIST_INLINE: u64 = 12;
+/// The length nibble of a history that moved to the cold part.
+const HIST_SPILLED: u64 = 15;
+/// The packed history "H" (the code of 'H' is 2).
+const HIST_ONLY_H: u64 = 1 | (2 << 4);
+
+fn hist_code(c: char) -> Option<u64> {
+    HIST_ALPHABET
+        .iter()
+        .position(|&b| char::from(b) == c)
+        .and_then(|i| u64::try_from(i + 1).ok())
+}
+
+/// Whether the count just reached is 1, 10, 100, ...: Zeek's ScaledHistoryEntry threshold
+/// (it starts at 1 and is multiplied by 10 each time the count, which only ever grows by one,
+/// reaches it; so it is the power of ten above the count, and never needs storing).
+fn power_of_ten(n: u32) -> bool {
+    matches!(
+        n,
+        1 | 10
+            | 100
+            | 1_000
+            | 10_000
+            | 100_000
+            | 1_000_000
+            | 10_000_000
+            | 100_000_000
+            | 1_000_000_000
+    )
+}
+
 /// A TCP connection's state (Zeek's Connection + TCPSessionAdapter, the parts the machine
 /// owns). Addresses stay with the table: `flipped` tells it when the roles were swapped.
 #[derive(Clone, Debug)]
 pub struct TcpConn {
     pub start_time: f64,
     pub last_time: f64,
-    pub orig_p: u16,
-    pub resp_p: u16,
-    /// Toggled by every flip_roles (the table swaps its addresses likewise).
-    pub flipped: bool,
-    pub history: String,
-    pub hist_seen: u32,
-    a: Endpoint,
-    b: Endpoint,
-    /// Which slot is the originator.
-    orig_side: Side,
     pub orig_pkts: u64,
     pub orig_ip_bytes: u64,
     pub resp_pkts: u64,
     pub resp_ip_bytes: u64,
     pub missed_bytes: u64,
+    /// The rare part, when some value needs it (see the top).
+    cold: Option<Box<Cold>>,
+    /// The history ([`TcpConn::history`]): a 4-bit length, then up to 12 letters of 5 bits;
+    /// length HIST_SPILLED when it is the cold part's string instead.
+    hist: u64,
+    a: Endpoint,
+    b: Endpoint,
+    pub hist_seen: u32,
+    pub orig_p: u16,
+    pub resp_p: u16,
+    /// Toggled by every flip_roles (the table swaps its addresses likewise).
+    pub flipped: bool,
+    /// Which slot is the originator.
+    orig_side: Side,
     pub is_active: bool,
     pub is_partial: bool,
     pub first_packet_seen: u8,
     pub close_deferred: bool,
     pub deferred_gen_event: bool,
-    pub timer_gen: u64,
+    /// CancelTimers' generation: it grows only when an endpoint first closes, so at most 2.
+    pub timer_gen: u8,
 }
 
 impl TcpConn {
@@ -319,19 +391,20 @@ impl TcpConn {
         TcpConn {
             start_time: ts,
             last_time: ts,
-            orig_p,
-            resp_p,
-            flipped: false,
-            history: String::new(),
-            hist_seen: 0,
-            a: Endpoint::new(true),
-            b: Endpoint::new(false),
-            orig_side: Side::A,
             orig_pkts: 0,
             orig_ip_bytes: 0,
             resp_pkts: 0,
             resp_ip_bytes: 0,
             missed_bytes: 0,
+            cold: None,
+            hist: 0,
+            a: Endpoint::new(true),
+            b: Endpoint::new(false),
+            hist_seen: 0,
+            orig_p,
+            resp_p,
+            flipped: false,
+            orig_side: Side::A,
             is_active: true,
             is_partial: false,
             first_packet_seen: 0,
@@ -371,15 +444,432 @@ impl TcpConn {
         self.ep(self.orig_side.other())
     }
 
-    fn size_of(&self, s: Side) -> i128 {
-        self.ep(s).size(self.ep(s.other()))
+    // -- the cold part --------------------------------------------------------------------
+    fn cold_ep(&self, s: Side) -> Option<&ColdEp> {
+        self.cold.as_deref().map(|c| match s {
+            Side::A => &c.a,
+            Side::B => &c.b,
+        })
     }
 
+    fn cold_ep_mut(&mut self, s: Side) -> &mut ColdEp {
+        let c = self.cold.get_or_insert_with(Box::default);
+        match s {
+            Side::A => &mut c.a,
+            Side::B => &mut c.b,
+        }
+    }
+
+    /// Free the cold part once nothing in it differs from the defaults (after the
+    /// reassembler's extra ranges went: the usual reason it was made).
+    fn drop_cold_if_idle(&mut self) {
+        let idle = self.cold.as_deref().is_some_and(|c| {
+            let default = ColdEp::default();
+            c.a == default && c.b == default && c.history.is_empty()
+        });
+        let ranges = (self.a.bits | self.b.bits) & EP_COLD_RANGES != 0;
+        if idle && !ranges && self.hist & 0xF != HIST_SPILLED {
+            self.cold = None;
+        }
+    }
+
+    fn pos(&self, s: Side, f: usize) -> i128 {
+        let hi = self.cold_ep(s).map_or(0, |c| get(&c.hi, f));
+        i128::from((u64::from(hi) << 32) | u64::from(get(&self.ep(s).lo, f)))
+    }
+
+    fn set_pos(&mut self, s: Side, f: usize, v: i128) {
+        let v = store(v);
+        put(&mut self.ep_mut(s).lo, f, v as u32);
+        let hi = (v >> 32) as u32;
+        if hi != 0 || self.cold.is_some() {
+            put(&mut self.cold_ep_mut(s).hi, f, hi);
+        }
+    }
+
+    fn cnt(&self, s: Side, c: usize) -> u32 {
+        let hi = self.cold_ep(s).map_or(0, |x| get(&x.cnt_hi, c));
+        (hi << 8) | u32::from(get(&self.ep(s).cnt, c))
+    }
+
+    /// Count one more (saturating); the count now.
+    fn bump(&mut self, s: Side, c: usize) -> u32 {
+        let v = self.cnt(s, c).saturating_add(1);
+        put(&mut self.ep_mut(s).cnt, c, v as u8);
+        let hi = v >> 8;
+        if hi != 0 || self.cold.is_some() {
+            put(&mut self.cold_ep_mut(s).cnt_hi, c, hi);
+        }
+        v
+    }
+
+    fn seq_wraps(&self, s: Side) -> u64 {
+        self.cold_ep(s).map_or(0, |c| u64::from(c.seq_wraps))
+    }
+
+    fn ack_wraps(&self, s: Side) -> u64 {
+        self.cold_ep(s).map_or(0, |c| u64::from(c.ack_wraps))
+    }
+
+    fn hist_last_syn(&self, s: Side) -> i128 {
+        self.cold_ep(s).map_or(0, |c| i128::from(c.hist_last_syn))
+    }
+
+    fn set_hist_last_syn(&mut self, s: Side, v: i128) {
+        let v = store(v);
+        if v != 0 || self.cold.is_some() {
+            self.cold_ep_mut(s).hist_last_syn = v;
+        }
+    }
+
+    /// Everything the endpoint of `is_orig` holds (tests, `_TcpConn.state()`).
+    pub fn endpoint_view(&self, is_orig: bool) -> EndpointView {
+        let s = self.side(is_orig);
+        let ep = self.ep(s);
+        let u = |f| store(self.pos(s, f));
+        let wraps = |w: u64| u32::try_from(w).unwrap_or(u32::MAX);
+        EndpointView {
+            is_orig: ep.is_orig(),
+            state: ep.state,
+            prev_state: ep.prev_state,
+            start_seq: ep.start_seq,
+            last_seq: ep.last_seq,
+            ack_seq: ep.ack_seq,
+            seq_wraps: wraps(self.seq_wraps(s)),
+            ack_wraps: wraps(self.ack_wraps(s)),
+            FIN_cnt: self.cnt(s, FIN_CNT),
+            RST_cnt: self.cnt(s, RST_CNT),
+            FIN_seq: u(FIN_SEQ),
+            did_close: ep.did_close(),
+            hist_last_SYN: store(self.hist_last_syn(s)),
+            hist_last_FIN: u(HIST_LAST_FIN),
+            hist_last_RST: u(HIST_LAST_RST),
+            chk_cnt: self.cnt(s, CHK_CNT),
+            rxmt_cnt: self.cnt(s, RXMT_CNT),
+            win0_cnt: self.cnt(s, WIN0_CNT),
+            gap_cnt: self.cnt(s, GAP_CNT),
+            last_reassem: u(LAST_REASSEM),
+            trim_seq: u(TRIM_SEQ),
+            blocks: (0..)
+                .map_while(|i| self.block(s, i))
+                .map(|(lo, hi)| (store(lo), store(hi)))
+                .collect(),
+            skip: ep.skip(),
+            did_eof: ep.did_eof(),
+        }
+    }
+
+    // -- an endpoint's sequence space (TCP_Endpoint) --------------------------------------
+    fn update_last_seq_of(&mut self, s: Side, seq: u32) {
+        if seq < self.ep(s).last_seq {
+            let w = self.seq_wraps(s).saturating_add(1);
+            self.cold_ep_mut(s).seq_wraps = u32::try_from(w).unwrap_or(u32::MAX);
+        }
+        self.ep_mut(s).last_seq = seq;
+    }
+
+    fn update_ack_seq_of(&mut self, s: Side, seq: u32) {
+        if seq < self.ep(s).ack_seq {
+            let w = self.ack_wraps(s).saturating_add(1);
+            self.cold_ep_mut(s).ack_wraps = u32::try_from(w).unwrap_or(u32::MAX);
+        }
+        self.ep_mut(s).ack_seq = seq;
+    }
+
+    fn no_data_acked(&self, s: Side) -> bool {
+        let ep = self.ep(s);
+        let ack = wide(self.ack_wraps(s), ep.ack_seq);
+        let start = i128::from(ep.start_seq);
+        ack == start || ack == start + 1
+    }
+
+    /// Bytes sent, from sequence numbers (TCP_Endpoint::Size).
+    fn size_of(&self, s: Side) -> i128 {
+        let (ep, peer) = (self.ep(s), self.ep(s.other()));
+        if ep.prev_state == SYN_SENT
+            && ep.state == RESET
+            && peer.state == INACTIVE
+            && self.no_data_acked(s)
+        {
+            return 0;
+        }
+        let last64 = wide(self.seq_wraps(s), ep.last_seq);
+        let ack64 = wide(self.ack_wraps(s), ep.ack_seq);
+        let mut size = (last64.max(ack64) - i128::from(ep.start_seq)) & M64;
+        if size != 0 {
+            size -= 1;
+        }
+        if self.cnt(s, FIN_CNT) > 0 && size != 0 {
+            size -= 1;
+        }
+        size
+    }
+
+    /// TCP_Reassembler::DataPending: data sent but not yet delivered or acked.
     fn data_pending(&self, s: Side) -> bool {
-        self.ep(s).data_pending(self.ep(s.other()))
+        let ep = self.ep(s);
+        if ep.skip() {
+            return false;
+        }
+        let delivered = i128::from(ep.start_seq) + self.pos(s, LAST_REASSEM);
+        let last = wide(self.seq_wraps(s), ep.last_seq);
+        if last < delivered {
+            return false;
+        }
+        if delivered != last - 1 && delivered != last {
+            return true;
+        }
+        ep.state != RESET && self.has_blocks(s.other())
+    }
+
+    // -- the reassembler's ranges: one inline, more in the cold part ----------------------
+    /// The `i`th range, if any.
+    fn block(&self, s: Side, i: usize) -> Option<(i128, i128)> {
+        let ep = self.ep(s);
+        let r = if ep.bits & EP_COLD_RANGES != 0 {
+            self.cold_ep(s)?.ranges.get(i).copied()?
+        } else if ep.bits & EP_ONE_RANGE != 0 && i == 0 {
+            let [lo, hi] = ep.range;
+            (u64::from(lo), u64::from(hi))
+        } else {
+            return None;
+        };
+        Some((i128::from(r.0), i128::from(r.1)))
+    }
+
+    fn block_count(&self, s: Side) -> usize {
+        let ep = self.ep(s);
+        if ep.bits & EP_COLD_RANGES != 0 {
+            self.cold_ep(s).map_or(0, |c| c.ranges.len())
+        } else {
+            usize::from(ep.bits & EP_ONE_RANGE != 0)
+        }
+    }
+
+    fn has_blocks(&self, s: Side) -> bool {
+        self.block_count(s) != 0
+    }
+
+    fn first_block(&self, s: Side) -> Option<(i128, i128)> {
+        self.block(s, 0)
+    }
+
+    fn last_block(&self, s: Side) -> Option<(i128, i128)> {
+        self.block(s, self.block_count(s).checked_sub(1)?)
+    }
+
+    fn data_size(&self, s: Side) -> i128 {
+        (0..)
+            .map_while(|i| self.block(s, i))
+            .map(|(lo, hi)| hi - lo)
+            .sum()
+    }
+
+    /// The ranges as the cold part's vector (the inline one moved there), to edit.
+    fn ranges_mut(&mut self, s: Side) -> &mut Vec<(u64, u64)> {
+        let ep = self.ep_mut(s);
+        let bits = ep.bits;
+        let [lo, hi] = ep.range;
+        ep.bits = (bits & !EP_ONE_RANGE) | EP_COLD_RANGES;
+        let v = &mut self.cold_ep_mut(s).ranges;
+        if bits & EP_COLD_RANGES == 0 {
+            v.clear();
+            if bits & EP_ONE_RANGE != 0 {
+                v.push((u64::from(lo), u64::from(hi)));
+            }
+        }
+        v
+    }
+
+    /// After an edit of the vector: back inline when at most one range that fits is left.
+    fn settle_ranges(&mut self, s: Side) {
+        if self.ep(s).bits & EP_COLD_RANGES == 0 {
+            return;
+        }
+        let one = match self.cold_ep(s).map(|c| c.ranges.as_slice()) {
+            None | Some([]) => None,
+            Some(&[(lo, hi)]) => match (u32::try_from(lo), u32::try_from(hi)) {
+                (Ok(lo), Ok(hi)) => Some([lo, hi]),
+                _ => return,
+            },
+            Some(_) => return,
+        };
+        self.cold_ep_mut(s).ranges = Vec::new();
+        let ep = self.ep_mut(s);
+        ep.bits &= !EP_COLD_RANGES;
+        if let Some(r) = one {
+            ep.range = r;
+            ep.bits |= EP_ONE_RANGE;
+        }
+        self.drop_cold_if_idle();
+    }
+
+    fn clear_blocks(&mut self, s: Side) {
+        let ep = self.ep_mut(s);
+        let cold = ep.bits & EP_COLD_RANGES != 0;
+        ep.bits &= !(EP_ONE_RANGE | EP_COLD_RANGES);
+        if cold {
+            self.cold_ep_mut(s).ranges = Vec::new();
+            self.drop_cold_if_idle();
+        }
+    }
+
+    /// Remove acked ranges below `seq` and cut the first one at it.
+    fn trim_blocks(&mut self, s: Side, seq: i128) {
+        let ep = self.ep_mut(s);
+        if ep.bits & EP_COLD_RANGES == 0 {
+            if ep.bits & EP_ONE_RANGE != 0 {
+                let [lo, hi] = ep.range;
+                if i128::from(hi) <= seq {
+                    ep.bits &= !EP_ONE_RANGE;
+                } else if i128::from(lo) < seq {
+                    ep.range[0] = u32::try_from(seq).unwrap_or(hi); // lo < seq < hi
+                }
+            }
+            return;
+        }
+        let v = self.ranges_mut(s);
+        let n = v.iter().take_while(|b| i128::from(b.1) <= seq).count();
+        v.drain(..n);
+        if let Some(first) = v.first_mut() {
+            if i128::from(first.0) < seq {
+                first.0 = store(seq);
+            }
+        }
+        self.settle_ranges(s);
+    }
+
+    /// The fast path's in-order data: the last range now ends at `upper`, or it is the
+    /// first range `[seq, upper)`.
+    fn extend_last_block(&mut self, s: Side, seq: i128, upper: i128) {
+        let ep = self.ep_mut(s);
+        if ep.bits & EP_COLD_RANGES == 0 {
+            if let (Ok(lo), Ok(hi)) = (u32::try_from(seq), u32::try_from(upper)) {
+                if ep.bits & EP_ONE_RANGE != 0 {
+                    ep.range[1] = hi;
+                } else {
+                    ep.range = [lo, hi];
+                    ep.bits |= EP_ONE_RANGE;
+                }
+                return;
+            }
+        }
+        let v = self.ranges_mut(s);
+        match v.last_mut() {
+            Some(b) => b.1 = store(upper),
+            None => v.push((store(seq), store(upper))),
+        }
+        self.settle_ranges(s);
+    }
+
+    /// Add [seq, upper) to the endpoint's ranges; deliver what became contiguous. True when
+    /// the new data touched the delivery point (Zeek's BlockInserted did work).
+    fn insert_range(&mut self, s: Side, seq: i128, upper: i128) -> bool {
+        let ep = self.ep(s);
+        let mut done = false;
+        if ep.bits & EP_COLD_RANGES == 0 {
+            // At most one range so far: what the general case below makes of it, when that
+            // is one range again.
+            let [lo, hi] = ep.range;
+            let (lo, hi) = (i128::from(lo), i128::from(hi));
+            let merged = if ep.bits & EP_ONE_RANGE == 0 {
+                Some((seq, upper))
+            } else if seq == hi {
+                Some((lo, upper))
+            } else if seq < hi && lo <= upper {
+                Some((lo.min(seq), hi.max(upper)))
+            } else {
+                None
+            };
+            if let Some((lo, hi)) = merged {
+                if let (Ok(lo), Ok(hi)) = (u32::try_from(lo), u32::try_from(hi)) {
+                    let ep = self.ep_mut(s);
+                    ep.range = [lo, hi];
+                    ep.bits |= EP_ONE_RANGE;
+                    done = true;
+                }
+            }
+        }
+        if !done {
+            let (seq, upper) = (store(seq), store(upper));
+            let blocks = self.ranges_mut(s);
+            match blocks.last_mut() {
+                None => blocks.push((seq, upper)),
+                Some(last) if seq > last.1 => blocks.push((seq, upper)),
+                Some(last) if seq == last.1 => last.1 = upper,
+                Some(_) => {
+                    let i = blocks.iter().take_while(|b| b.1 < seq).count();
+                    let (mut lo, mut hi) = (seq, upper);
+                    let mut j = i;
+                    for b in blocks.iter().skip(i) {
+                        if b.0 > upper {
+                            break;
+                        }
+                        lo = lo.min(b.0);
+                        hi = hi.max(b.1);
+                        j += 1;
+                    }
+                    blocks.splice(i..j, [(lo, hi)]);
+                }
+            }
+            self.settle_ranges(s);
+        }
+        let lr = self.pos(s, LAST_REASSEM);
+        if seq <= lr && lr < upper {
+            if let Some(b) = (0..)
+                .map_while(|i| self.block(s, i))
+                .find(|b| b.0 <= lr && lr < b.1)
+            {
+                self.set_pos(s, LAST_REASSEM, b.1);
+            }
+            return true;
+        }
+        false
     }
 
     // -- history --------------------------------------------------------------------------
+    /// The history letters, in order.
+    fn history_chars(&self) -> impl Iterator<Item = char> + '_ {
+        let len = self.hist & 0xF;
+        let (n, spilled) = if len == HIST_SPILLED {
+            (0, self.cold.as_deref().map_or("", |c| c.history.as_str()))
+        } else {
+            (len, "")
+        };
+        let hist = self.hist;
+        (0..n)
+            .map(move |i| {
+                let code = (hist >> (4 + 5 * i)) & 31;
+                let i = usize::try_from(code).unwrap_or(0).wrapping_sub(1);
+                HIST_ALPHABET.get(i).map_or('?', |&b| char::from(b))
+            })
+            .chain(spilled.chars())
+    }
+
+    /// Zeek's history string (conn.log's `history`).
+    pub fn history(&self) -> String {
+        self.history_chars().collect()
+    }
+
+    fn push_history(&mut self, code: char) {
+        let len = self.hist & 0xF;
+        if len < HIST_INLINE {
+            if let Some(c) = hist_code(code) {
+                self.hist = (self.hist | (c << (4 + 5 * len))) + 1;
+                return;
+            }
+        }
+        if len != HIST_SPILLED {
+            let text: String = self.history_chars().collect();
+            self.cold.get_or_insert_with(Box::default).history = text;
+            self.hist = HIST_SPILLED;
+        }
+        self.cold
+            .get_or_insert_with(Box::default)
+            .history
+            .push(code);
+    }
+
     /// Record `code` the first time `mask` is seen; true if it had been seen already. The
     /// table uses it too (the tunnel's "X", HIST_UNKNOWN_PKT).
     pub fn check_history(&mut self, mask: u32, code: char) -> bool {
@@ -387,18 +877,21 @@ impl TcpConn {
             return true;
         }
         self.hist_seen |= mask;
-        self.history.push(code);
+        self.push_history(code);
         false
     }
 
     fn ep_check_history(&mut self, s: Side, mask: u32, code: char) -> bool {
-        if (code == 'A' || code == 'D') && self.history == "H" {
+        if (code == 'A' || code == 'D') && self.hist == HIST_ONLY_H {
             // A connection that began with a SYN-ACK: the first ACK or data shows who the
-            // client is, so Zeek flips the roles and rewrites the history as "^h".
+            // client is, so Zeek flips the roles and rewrites the history as "^h" (from the
+            // inline "H", so nothing is in the cold part).
             self.flip_roles();
-            self.history = "^h".to_string();
+            self.hist = 0;
+            self.push_history('^');
+            self.push_history('h');
         }
-        if self.ep(s).is_orig {
+        if self.ep(s).is_orig() {
             self.check_history(mask, code)
         } else {
             self.check_history(mask << 16, code.to_ascii_lowercase())
@@ -406,48 +899,39 @@ impl TcpConn {
     }
 
     fn ep_add_history(&mut self, s: Side, code: char) {
-        let c = if self.ep(s).is_orig {
+        let c = if self.ep(s).is_orig() {
             code
         } else {
             code.to_ascii_lowercase()
         };
-        self.history.push(c);
+        self.push_history(c);
     }
 
     /// Zeek's ScaledHistoryEntry: the letter at the 1st, 10th, 100th, ... occurrence.
-    fn scaled(&mut self, s: Side, code: char, counter: fn(&mut Endpoint) -> (&mut u64, &mut u64)) {
-        let ep = self.ep_mut(s);
-        let is_orig = ep.is_orig;
-        let (cnt, thresh) = counter(ep);
-        *cnt = cnt.saturating_add(1);
-        if *cnt == *thresh {
-            *thresh = thresh.saturating_mul(10);
-            self.history.push(if is_orig {
-                code
-            } else {
-                code.to_ascii_lowercase()
-            });
+    fn scaled(&mut self, s: Side, code: char, counter: usize) {
+        if power_of_ten(self.bump(s, counter)) {
+            self.ep_add_history(s, code);
         }
     }
 
     pub fn checksum_error(&mut self, is_orig: bool) {
         let s = self.side(is_orig);
-        self.scaled(s, 'C', |e| (&mut e.chk_cnt, &mut e.chk_thresh));
+        self.scaled(s, 'C', CHK_CNT);
     }
 
     pub fn flip_roles(&mut self) {
         self.flipped = !self.flipped;
         std::mem::swap(&mut self.orig_p, &mut self.resp_p);
         self.orig_side = self.orig_side.other();
-        self.a.is_orig = !self.a.is_orig;
-        self.b.is_orig = !self.b.is_orig;
+        self.a.bits ^= EP_ORIG;
+        self.b.bits ^= EP_ORIG;
         let fps = self.first_packet_seen;
         self.first_packet_seen =
             (if fps & ORIG != 0 { RESP } else { 0 }) | (if fps & RESP != 0 { ORIG } else { 0 });
         self.is_partial = false;
         std::mem::swap(&mut self.orig_pkts, &mut self.resp_pkts);
         std::mem::swap(&mut self.orig_ip_bytes, &mut self.resp_ip_bytes);
-        self.history.push('^');
+        self.push_history('^');
     }
 
     /// The table's packet counters (ConnSize), for the sender as things stand.
@@ -473,7 +957,7 @@ impl TcpConn {
             }
             conn_orig = self.resp();
         }
-        if !(self.orig().did_close || self.resp().did_close) {
+        if !(self.orig().did_close() || self.resp().did_close()) {
             if seq == conn_orig.start_seq {
                 return false;
             }
@@ -557,29 +1041,26 @@ impl TcpConn {
 
         let (rel_seq, seq_underflow) = {
             let e = self.ep(endpoint);
-            relative_seq(e, base_seq, e.last_seq, e.seq_wraps)
+            relative_seq(e, base_seq, e.last_seq, self.seq_wraps(endpoint))
         };
         self.update_history(flags, endpoint, rel_seq, length);
 
         // update_window: only the zero-window letter reaches conn.log.
         if window == 0 && !rst && self.ep(peer).state != CLOSED && self.ep(endpoint).state != RESET
         {
-            self.scaled(endpoint, 'W', |e| (&mut e.win0_cnt, &mut e.win0_thresh));
+            self.scaled(endpoint, 'W', WIN0_CNT);
         }
 
-        if !self.orig().did_close || !self.resp().did_close {
+        if !self.orig().did_close() || !self.resp().did_close() {
             self.last_time = ts;
         }
 
-        {
-            let e = self.ep_mut(endpoint);
-            if fin {
-                e.FIN_cnt = e.FIN_cnt.saturating_add(1);
-                e.FIN_seq = (rel_seq + i128::from(seg_len)) & M64;
-            }
-            if rst {
-                e.RST_cnt = e.RST_cnt.saturating_add(1);
-            }
+        if fin {
+            self.bump(endpoint, FIN_CNT);
+            self.set_pos(endpoint, FIN_SEQ, (rel_seq + i128::from(seg_len)) & M64);
+        }
+        if rst {
+            self.bump(endpoint, RST_CNT);
         }
 
         let mut rel_ack: i128 = 0;
@@ -592,14 +1073,15 @@ impl TcpConn {
                 p.ack_seq = a;
                 p.last_seq = a;
             } else {
-                let (r, ack_underflow) = relative_seq(p, ack_seq, p.ack_seq, p.ack_wraps);
+                let p = self.ep(peer);
+                let (r, ack_underflow) = relative_seq(p, ack_seq, p.ack_seq, self.ack_wraps(peer));
                 rel_ack = r;
                 if ack_underflow {
                     rel_ack = 0;
                 } else if !rst {
                     let delta_ack = seq_delta(ack_seq, p.ack_seq);
                     if !(ack_seq == 0 && delta_ack > TOO_LARGE_SEQ_DELTA) && delta_ack > 0 {
-                        p.update_ack_seq(ack_seq);
+                        self.update_ack_seq_of(peer, ack_seq);
                     }
                 }
             }
@@ -652,7 +1134,9 @@ impl TcpConn {
         let (last, rel) = {
             let ep = self.ep(s);
             let last = ep.last_seq;
-            if ep.seq_wraps != 0 || (base_seq < last && base_seq.wrapping_sub(last) < 0x8000_0000) {
+            if self.seq_wraps(s) != 0
+                || (base_seq < last && base_seq.wrapping_sub(last) < 0x8000_0000)
+            {
                 return false;
             }
             let rel = base_seq.wrapping_sub(ep.start_seq);
@@ -667,7 +1151,7 @@ impl TcpConn {
         if ackf {
             let peer = self.ep(p);
             pa = peer.ack_seq;
-            if peer.ack_wraps != 0 || (ack_seq < pa && ack_seq.wrapping_sub(pa) < 0x8000_0000) {
+            if self.ack_wraps(p) != 0 || (ack_seq < pa && ack_seq.wrapping_sub(pa) < 0x8000_0000) {
                 return false;
             }
             let r = ack_seq.wrapping_sub(peer.start_seq);
@@ -678,7 +1162,7 @@ impl TcpConn {
         }
 
         // update_history: D or A, once per direction
-        let shift = if self.ep(s).is_orig { 0 } else { 16 };
+        let shift = if self.ep(s).is_orig() { 0 } else { 16 };
         if length != 0 {
             if self.hist_seen & (HIST_DATA << shift) == 0 {
                 self.ep_check_history(s, HIST_DATA, 'D');
@@ -687,89 +1171,76 @@ impl TcpConn {
             self.ep_check_history(s, HIST_ACK, 'A');
         }
         if window == 0 {
-            self.scaled(s, 'W', |e| (&mut e.win0_cnt, &mut e.win0_thresh));
+            self.scaled(s, 'W', WIN0_CNT);
         }
-        if !self.orig().did_close || !self.resp().did_close {
+        if !self.orig().did_close() || !self.resp().did_close() {
             self.last_time = ts;
         }
         if ackf {
-            let peer = self.ep_mut(p);
             let d = ack_seq.wrapping_sub(pa);
             if d != 0 && d < 0x8000_0000 && !(ack_seq == 0 && i64::from(d) > TOO_LARGE_SEQ_DELTA) {
-                if ack_seq < pa {
-                    peer.ack_wraps = peer.ack_wraps.saturating_add(1);
-                }
-                peer.ack_seq = ack_seq;
+                self.update_ack_seq_of(p, ack_seq);
             }
         }
         // update_last_seq
         let one_past = base_seq.wrapping_add(length as u32);
         let d = one_past.wrapping_sub(last);
         if d != 0 && d < 0x8000_0000 {
-            let ep = self.ep_mut(s);
-            if one_past < last {
-                ep.seq_wraps = ep.seq_wraps.saturating_add(1);
-            }
-            ep.last_seq = one_past;
+            self.update_last_seq_of(s, one_past);
         } else if length > 0 {
-            self.scaled(s, 'T', |e| (&mut e.rxmt_cnt, &mut e.rxmt_thresh));
+            self.scaled(s, 'T', RXMT_CNT);
         }
         if ackf {
             // AckReceived, inlined for the usual case: everything acked was delivered.
-            let peer = self.ep_mut(p);
-            if peer.FIN_cnt != 0 && rel_ack >= peer.FIN_seq {
-                rel_ack = peer.FIN_seq - 1;
+            let fin_cnt = self.cnt(p, FIN_CNT);
+            if fin_cnt != 0 {
+                let fin_seq = self.pos(p, FIN_SEQ);
+                if rel_ack >= fin_seq {
+                    rel_ack = fin_seq - 1;
+                }
             }
-            if rel_ack > peer.trim_seq {
-                if rel_ack > peer.last_reassem || peer.FIN_cnt != 0 {
+            if rel_ack > self.pos(p, TRIM_SEQ) {
+                if rel_ack > self.pos(p, LAST_REASSEM) || fin_cnt != 0 {
                     self.ack_received(ctx, p, rel_ack);
                 } else {
-                    trim_blocks(&mut peer.blocks, rel_ack);
-                    peer.trim_seq = rel_ack;
+                    self.trim_blocks(p, rel_ack);
+                    self.set_pos(p, TRIM_SEQ, rel_ack);
                 }
             }
         }
         if length > 0 {
             let len = i128::from(length);
             let ep = self.ep(s);
-            let ack_rel = (wide(ep.ack_wraps, ep.ack_seq) - i128::from(ep.start_seq)) & M64;
+            let ack_rel = ep.to_rel(ep.ack_seq, self.ack_wraps(s));
             if caplen < length {
                 ctx.weird("truncated_tcp_payload");
-            } else if rel == ep.last_reassem
-                && !ep.skip
-                && rel >= ep.trim_seq
-                && ep.blocks.last().is_none_or(|b| b.1 == rel)
+            } else if rel == self.pos(s, LAST_REASSEM)
+                && !ep.skip()
+                && rel >= self.pos(s, TRIM_SEQ)
+                && self.last_block(s).is_none_or(|b| b.1 == rel)
                 && rel >= ack_rel
             {
                 // In-order data with nothing waiting: delivered at once (NewBlock and
                 // BlockInserted), and kept as one range until acked.
                 let upper = rel + len;
-                let trim = {
-                    let ep = self.ep_mut(s);
-                    match ep.blocks.last_mut() {
-                        Some(b) => b.1 = upper,
-                        None => ep.blocks.push((rel, upper)),
-                    }
-                    ep.last_reassem = upper;
-                    ep.no_data_acked() && self.size_of(s) > MAX_INITIAL_WINDOW
-                };
-                if trim {
+                self.extend_last_block(s, rel, upper);
+                self.set_pos(s, LAST_REASSEM, upper);
+                if self.no_data_acked(s) && self.size_of(s) > MAX_INITIAL_WINDOW {
                     self.trim_to_seq(ctx, s, upper);
                 }
-                let ep = self.ep_mut(s);
-                if let Some(first) = ep.blocks.first() {
+                if let Some(first) = self.first_block(s) {
                     if upper - first.0 > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
-                        && ep.data_size() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
+                        && self.data_size(s) > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
                     {
-                        ep.blocks.clear();
-                        ep.skip = true;
+                        self.clear_blocks(s);
+                        self.ep_mut(s).bits |= EP_SKIP;
                     }
                 }
             } else {
                 self.data_sent(ctx, s, rel, length);
             }
         }
-        if self.ep(s).FIN_cnt != 0 {
+        if self.cnt(s, FIN_CNT) != 0 {
             self.check_eof(ctx, s);
         }
         true
@@ -788,28 +1259,28 @@ impl TcpConn {
             if flags & SYN != 0 {
                 let code = if flags & ACK != 0 { 'H' } else { 'S' };
                 if self.ep_check_history(endpoint, HIST_SYN, code)
-                    && rel_seq != self.ep(endpoint).hist_last_SYN
+                    && rel_seq != self.hist_last_syn(endpoint)
                 {
                     self.ep_add_history(endpoint, code);
                 }
-                self.ep_mut(endpoint).hist_last_SYN = rel_seq;
+                self.set_hist_last_syn(endpoint, rel_seq);
             }
             if flags & FIN != 0 {
                 let end = (rel_seq + i128::from(length)) & M64;
                 if self.ep_check_history(endpoint, HIST_FIN, 'F')
-                    && end != self.ep(endpoint).hist_last_FIN
+                    && end != self.pos(endpoint, HIST_LAST_FIN)
                 {
                     self.ep_add_history(endpoint, 'F');
                 }
-                self.ep_mut(endpoint).hist_last_FIN = end;
+                self.set_pos(endpoint, HIST_LAST_FIN, end);
             }
             if flags & RST != 0 {
                 if self.ep_check_history(endpoint, HIST_RST, 'R')
-                    && rel_seq != self.ep(endpoint).hist_last_RST
+                    && rel_seq != self.pos(endpoint, HIST_LAST_RST)
                 {
                     self.ep_add_history(endpoint, 'R');
                 }
-                self.ep_mut(endpoint).hist_last_RST = rel_seq;
+                self.set_pos(endpoint, HIST_LAST_RST, rel_seq);
             }
         } else if length != 0 {
             self.ep_check_history(endpoint, HIST_DATA, 'D');
@@ -819,20 +1290,20 @@ impl TcpConn {
     }
 
     fn update_last_seq(&mut self, s: Side, last_seq: u32, flags: u8, length: u64) -> i64 {
-        let ep = self.ep_mut(s);
+        let ep = self.ep(s);
         let delta_last = seq_delta(last_seq, ep.last_seq);
         if flags & (SYN | RST) != 0
             && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta_last)
         {
             // a SYN or RST far from the last sequence number moves nothing
         } else if flags & FIN != 0 && ep.last_seq == ep.start_seq.wrapping_add(1) {
-            ep.update_last_seq(last_seq);
+            self.update_last_seq_of(s, last_seq);
         } else if ep.state == RESET {
             // after a reset nothing moves either
         } else if delta_last > 0 {
-            ep.update_last_seq(last_seq);
+            self.update_last_seq_of(s, last_seq);
         } else if length > 0 {
-            self.scaled(s, 'T', |e| (&mut e.rxmt_cnt, &mut e.rxmt_thresh));
+            self.scaled(s, 'T', RXMT_CNT);
         }
         delta_last
     }
@@ -908,7 +1379,7 @@ impl TcpConn {
             }
         } else if state == CLOSED && flags & RST != 0 && self.ep(peer).state != CLOSED {
             self.set_state(ctx, endpoint, RESET);
-            if !self.ep(endpoint).did_close {
+            if !self.ep(endpoint).did_close() {
                 do_close = true;
             }
         }
@@ -937,7 +1408,7 @@ impl TcpConn {
                 };
                 self.set_state(ctx, endpoint, new);
                 let delay = ctx.settings().tcp_attempt_delay;
-                ctx.add_timer(t + delay, ATTEMPT, self.timer_gen);
+                ctx.add_timer(t + delay, ATTEMPT, u64::from(self.timer_gen));
             } else {
                 let peer = endpoint.other();
                 if flags & ACK == 0
@@ -956,7 +1427,12 @@ impl TcpConn {
                 self.set_state(ctx, endpoint, ESTABLISHED);
                 if self.ep(peer).state != PARTIAL {
                     let orig_inactive = self.orig().state == INACTIVE;
-                    ctx.connection_established(self.orig_p, self.resp_p, orig_inactive);
+                    ctx.connection_established(
+                        self.last_time,
+                        self.orig_p,
+                        self.resp_p,
+                        orig_inactive,
+                    );
                 }
             }
         }
@@ -1001,12 +1477,12 @@ impl TcpConn {
             return;
         }
         self.close_deferred = false;
-        if self.ep(endpoint).did_close {
+        if self.ep(endpoint).did_close() {
             return;
         }
-        self.ep_mut(endpoint).did_close = true;
+        self.ep_mut(endpoint).bits |= EP_DID_CLOSE;
         let (e, p) = (self.ep(endpoint), self.ep(endpoint.other()));
-        if e.state == RESET || p.did_close || p.state == INACTIVE {
+        if e.state == RESET || p.did_close() || p.state == INACTIVE {
             if e.prev_state != INACTIVE || p.state != INACTIVE {
                 if self.deferred_gen_event {
                     gen_event = true;
@@ -1018,21 +1494,21 @@ impl TcpConn {
             }
             self.timer_gen = self.timer_gen.wrapping_add(1); // CancelTimers
             let delay = ctx.settings().tcp_close_delay;
-            ctx.add_timer(self.last_time + delay, DELETE, self.timer_gen);
+            ctx.add_timer(self.last_time + delay, DELETE, u64::from(self.timer_gen));
         } else if e.prev_state != INACTIVE {
             let delay = ctx.settings().tcp_session_timer;
-            ctx.add_timer(self.last_time + delay, EXPIRE, self.timer_gen);
+            ctx.add_timer(self.last_time + delay, EXPIRE, u64::from(self.timer_gen));
         }
     }
 
     // -- reassembler emulation ------------------------------------------------------------
     fn data_sent<C: TcpContext>(&mut self, ctx: &mut C, s: Side, seq: i128, length: u64) {
-        let ep = self.ep_mut(s);
-        if ep.skip {
+        let ep = self.ep(s);
+        if ep.skip() {
             return;
         }
         let mut seq = seq;
-        let ack = ep.to_rel(ep.ack_seq, ep.ack_wraps);
+        let ack = ep.to_rel(ep.ack_seq, self.ack_wraps(s));
         let upper = seq + i128::from(length);
         if seq < ack {
             if upper <= ack {
@@ -1041,40 +1517,43 @@ impl TcpConn {
             seq = ack;
         }
         // NewBlock
-        if upper <= ep.trim_seq {
+        let trim = self.pos(s, TRIM_SEQ);
+        if upper <= trim {
             return;
         }
-        if seq < ep.trim_seq {
-            seq = ep.trim_seq;
+        if seq < trim {
+            seq = trim;
         }
-        let delivered_now = insert_range(ep, seq, upper);
-        if delivered_now && self.ep(s).no_data_acked() && self.size_of(s) > MAX_INITIAL_WINDOW {
-            let lr = self.ep(s).last_reassem;
+        let delivered_now = self.insert_range(s, seq, upper);
+        if delivered_now && self.no_data_acked(s) && self.size_of(s) > MAX_INITIAL_WINDOW {
+            let lr = self.pos(s, LAST_REASSEM);
             self.trim_to_seq(ctx, s, lr);
         }
-        let ep = self.ep_mut(s);
-        let (first, last) = match (ep.blocks.first(), ep.blocks.last()) {
+        let (first, last) = match (self.first_block(s), self.last_block(s)) {
             (Some(f), Some(l)) => (f.0, l.1),
             _ => return,
         };
         // Zeek: a hole too far above the delivery point before any ack, or too much data
         // held without acks: stop reassembling this side.
-        if (last - ep.last_reassem > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS && ep.no_data_acked())
+        if (last - self.pos(s, LAST_REASSEM) > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS
+            && self.no_data_acked(s))
             || (last - first > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
-                && ep.data_size() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS)
+                && self.data_size(s) > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS)
         {
-            ep.blocks.clear();
-            ep.skip = true;
+            self.clear_blocks(s);
+            self.ep_mut(s).bits |= EP_SKIP;
         }
     }
 
     fn ack_received<C: TcpContext>(&mut self, ctx: &mut C, s: Side, seq: i128) {
-        let ep = self.ep(s);
         let mut seq = seq;
-        if ep.FIN_cnt > 0 && seq >= ep.FIN_seq {
-            seq = ep.FIN_seq - 1;
+        if self.cnt(s, FIN_CNT) > 0 {
+            let fin_seq = self.pos(s, FIN_SEQ);
+            if seq >= fin_seq {
+                seq = fin_seq - 1;
+            }
         }
-        if seq <= ep.trim_seq {
+        if seq <= self.pos(s, TRIM_SEQ) {
             return;
         }
         self.trim_to_seq(ctx, s, seq);
@@ -1082,13 +1561,12 @@ impl TcpConn {
     }
 
     fn trim_to_seq<C: TcpContext>(&mut self, ctx: &mut C, s: Side, seq: i128) {
-        if seq > self.ep(s).last_reassem {
+        if seq > self.pos(s, LAST_REASSEM) {
             self.undelivered(ctx, s, seq);
         }
-        let ep = self.ep_mut(s);
-        trim_blocks(&mut ep.blocks, seq);
-        if seq > ep.trim_seq {
-            ep.trim_seq = seq;
+        self.trim_blocks(s, seq);
+        if seq > self.pos(s, TRIM_SEQ) {
+            self.set_pos(s, TRIM_SEQ, seq);
         }
     }
 
@@ -1096,11 +1574,11 @@ impl TcpConn {
         if up_to_seq <= 2 && self.is_partial {
             return;
         }
-        if !self.ep(s).skip {
+        if !self.ep(s).skip() {
             let mut i = 0usize;
-            while let Some(&(b0, b1)) = self.ep(s).blocks.get(i) {
+            while let Some((b0, b1)) = self.block(s, i) {
                 i += 1;
-                let lr = self.ep(s).last_reassem;
+                let lr = self.pos(s, LAST_REASSEM);
                 if b0 < lr {
                     continue;
                 }
@@ -1110,23 +1588,22 @@ impl TcpConn {
                 if b0 > lr {
                     self.gap(ctx, s, b0 - lr);
                 }
-                self.ep_mut(s).last_reassem = b1;
+                self.set_pos(s, LAST_REASSEM, b1);
             }
-            let lr = self.ep(s).last_reassem;
+            let lr = self.pos(s, LAST_REASSEM);
             if up_to_seq > lr {
                 self.gap(ctx, s, up_to_seq - lr);
             }
         }
-        let ep = self.ep_mut(s);
-        if up_to_seq > ep.last_reassem {
-            ep.last_reassem = up_to_seq;
+        if up_to_seq > self.pos(s, LAST_REASSEM) {
+            self.set_pos(s, LAST_REASSEM, up_to_seq);
         }
     }
 
     fn gap<C: TcpContext>(&mut self, ctx: &mut C, s: Side, length: i128) {
         let clean = self.ep(s).is_clean() && self.ep(s.other()).is_clean();
         if clean {
-            self.scaled(s, 'G', |e| (&mut e.gap_cnt, &mut e.gap_thresh));
+            self.scaled(s, 'G', GAP_CNT);
         }
         if clean || ctx.settings().report_gaps_for_partial {
             let add = u64::try_from(length).unwrap_or(u64::MAX);
@@ -1136,11 +1613,11 @@ impl TcpConn {
 
     fn check_eof<C: TcpContext>(&mut self, ctx: &mut C, s: Side) {
         let ep = self.ep(s);
-        if !ep.did_eof
-            && (ep.FIN_cnt > 0 || ep.state == CLOSED || ep.state == RESET)
+        if !ep.did_eof()
+            && (self.cnt(s, FIN_CNT) > 0 || ep.state == CLOSED || ep.state == RESET)
             && !self.data_pending(s)
         {
-            self.ep_mut(s).did_eof = true;
+            self.ep_mut(s).bits |= EP_DID_EOF;
             if self.close_deferred {
                 let ge = self.deferred_gen_event;
                 self.connection_closed(ctx, s, ge);
@@ -1167,8 +1644,8 @@ impl TcpConn {
         }
         let (o, r) = (self.orig(), self.resp());
         if self.last_time + ctx.settings().tcp_connection_linger < t {
-            if (o.did_close || r.did_close)
-                && ((o.did_close && r.did_close)
+            if (o.did_close() || r.did_close())
+                && ((o.did_close() && r.did_close())
                     || o.state == RESET
                     || r.state == RESET
                     || o.state == INACTIVE
@@ -1184,7 +1661,7 @@ impl TcpConn {
             }
         }
         let delay = ctx.settings().tcp_session_timer;
-        ctx.add_timer(t + delay, EXPIRE, self.timer_gen);
+        ctx.add_timer(t + delay, EXPIRE, u64::from(self.timer_gen));
     }
 
     // -- results --------------------------------------------------------------------------
@@ -1205,9 +1682,10 @@ impl TcpConn {
         }
         if os == RESET {
             if r_inact {
-                let h = self.history.strip_prefix('^').unwrap_or(&self.history);
-                if let Some(rest) = h.strip_prefix('S') {
-                    for c in rest.chars() {
+                let mut h = self.history_chars().peekable();
+                h.next_if_eq(&'^');
+                if h.next() == Some('S') {
+                    for c in h {
                         if c == 'R' {
                             return "RSTOS0";
                         }
@@ -1246,17 +1724,6 @@ impl TcpConn {
             u64::try_from(o).unwrap_or(u64::MAX),
             u64::try_from(r).unwrap_or(u64::MAX),
         )
-    }
-}
-
-/// Remove acked ranges below `seq` and cut the first one at it.
-fn trim_blocks(blocks: &mut Vec<(i128, i128)>, seq: i128) {
-    let n = blocks.iter().take_while(|b| b.1 <= seq).count();
-    blocks.drain(..n);
-    if let Some(first) = blocks.first_mut() {
-        if first.0 < seq {
-            first.0 = seq;
-        }
     }
 }
 
@@ -1311,39 +1778,6 @@ fn relative_seq(ep: &Endpoint, cur: u32, last: u32, wraps: u64) -> (i128, bool) 
     (ep.to_rel(cur, wraps), false)
 }
 
-/// Add [seq, upper) to the endpoint's ranges; deliver what became contiguous. True when the
-/// new data touched the delivery point (Zeek's BlockInserted did work).
-pub fn insert_range(ep: &mut Endpoint, seq: i128, upper: i128) -> bool {
-    let blocks = &mut ep.blocks;
-    match blocks.last_mut() {
-        None => blocks.push((seq, upper)),
-        Some(last) if seq > last.1 => blocks.push((seq, upper)),
-        Some(last) if seq == last.1 => last.1 = upper,
-        Some(_) => {
-            let i = blocks.iter().take_while(|b| b.1 < seq).count();
-            let (mut lo, mut hi) = (seq, upper);
-            let mut j = i;
-            for b in blocks.iter().skip(i) {
-                if b.0 > upper {
-                    break;
-                }
-                lo = lo.min(b.0);
-                hi = hi.max(b.1);
-                j += 1;
-            }
-            blocks.splice(i..j, [(lo, hi)]);
-        }
-    }
-    if seq <= ep.last_reassem && ep.last_reassem < upper {
-        let lr = ep.last_reassem;
-        if let Some(b) = ep.blocks.iter().find(|b| b.0 <= lr && lr < b.1) {
-            ep.last_reassem = b.1;
-        }
-        return true;
-    }
-    false
-}
-
 /// One call the machine made on its context, as [`Recorder`] keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -1377,7 +1811,13 @@ impl TcpContext for Recorder {
     fn add_timer(&mut self, when: f64, kind: u8, timer_gen: u64) {
         self.events.push(Event::Timer(when, kind, timer_gen));
     }
-    fn connection_established(&mut self, orig_p: u16, resp_p: u16, orig_inactive: bool) {
+    fn connection_established(
+        &mut self,
+        _last_time: f64,
+        orig_p: u16,
+        resp_p: u16,
+        orig_inactive: bool,
+    ) {
         self.events
             .push(Event::Established(orig_p, resp_p, orig_inactive));
     }
@@ -1429,53 +1869,125 @@ mod tests {
 
     #[test]
     fn endpoint_size_from_sequence_numbers() {
-        let peer = Endpoint::new(false);
-        let mut ep = Endpoint::new(true);
-        ep.start_seq = 0xFFFF_FFF0;
-        ep.ack_seq = 0xFFFF_FFF0;
-        ep.last_seq = 0x10;
-        ep.seq_wraps = 1;
-        assert_eq!(ep.size(&peer), 0x1F); // SYN counted out
-        ep.FIN_cnt = 1;
-        assert_eq!(ep.size(&peer), 0x1E); // and the FIN
-        ep.ack_seq = 0x40;
-        ep.ack_wraps = 1;
-        assert_eq!(ep.size(&peer), 0x4E); // acked beyond what was seen
-                                          // a SYN answered by nothing but its own reset: no bytes
-        let mut syn = Endpoint::new(true);
-        syn.prev_state = SYN_SENT;
-        syn.state = RESET;
-        syn.start_seq = 100;
-        syn.ack_seq = 100;
-        syn.last_seq = 5000;
-        assert_eq!(syn.size(&peer), 0);
-        syn.state = CLOSED;
-        assert_eq!(syn.size(&peer), 4899);
+        let mut c = TcpConn::new(0.0, 1, 2);
+        let (s, p) = (Side::A, Side::B);
+        c.a.start_seq = 0xFFFF_FFF0;
+        c.a.ack_seq = 0xFFFF_FFF0;
+        c.a.last_seq = 0xFFFF_FFF8;
+        c.update_last_seq_of(s, 0x10); // wraps
+        assert_eq!(c.seq_wraps(s), 1);
+        assert_eq!(c.size_of(s), 0x1F); // SYN counted out
+        c.bump(s, FIN_CNT);
+        assert_eq!(c.size_of(s), 0x1E); // and the FIN
+        c.update_ack_seq_of(s, 0x40);
+        assert_eq!(c.ack_wraps(s), 1);
+        assert_eq!(c.size_of(s), 0x4E); // acked beyond what was seen
+        assert_eq!(c.size_of(p), 0);
+        // a SYN answered by nothing but its own reset: no bytes
+        let mut c = TcpConn::new(0.0, 1, 2);
+        c.a.prev_state = SYN_SENT;
+        c.a.state = RESET;
+        c.a.start_seq = 100;
+        c.a.ack_seq = 100;
+        c.a.last_seq = 5000;
+        assert_eq!(c.size_of(s), 0);
+        c.a.state = CLOSED;
+        assert_eq!(c.size_of(s), 4899);
+    }
+
+    fn blocks(c: &TcpConn, s: Side) -> Vec<(i128, i128)> {
+        (0..).map_while(|i| c.block(s, i)).collect()
     }
 
     #[test]
     fn reassembler_ranges_merge_and_deliver() {
-        let mut ep = Endpoint::new(true);
-        assert!(!insert_range(&mut ep, 10, 20));
-        assert!(!insert_range(&mut ep, 30, 40));
-        assert_eq!(ep.blocks, vec![(10, 20), (30, 40)]);
-        assert!(!insert_range(&mut ep, 15, 35));
-        assert_eq!(ep.blocks, vec![(10, 40)]);
-        assert!(!insert_range(&mut ep, 40, 50)); // extends the last range
-        assert!(!insert_range(&mut ep, 60, 70));
-        assert_eq!(ep.blocks, vec![(10, 50), (60, 70)]);
-        assert_eq!(ep.data_size(), 50);
+        let mut c = TcpConn::new(0.0, 1, 2);
+        let s = Side::A;
+        assert!(!c.insert_range(s, 10, 20));
+        assert!(c.cold.is_none(), "one range stays inline");
+        assert!(!c.insert_range(s, 30, 40));
+        assert_eq!(blocks(&c, s), vec![(10, 20), (30, 40)]);
+        assert!(c.cold.is_some(), "two ranges are the cold part's");
+        assert!(!c.insert_range(s, 15, 35));
+        assert_eq!(blocks(&c, s), vec![(10, 40)]);
+        assert!(c.cold.is_none(), "back to one range: the cold part goes");
+        assert!(!c.insert_range(s, 40, 50)); // extends the last range
+        assert!(!c.insert_range(s, 60, 70));
+        assert_eq!(blocks(&c, s), vec![(10, 50), (60, 70)]);
+        assert_eq!(c.data_size(s), 50);
         // data at the delivery point (1) delivers everything contiguous
-        assert!(insert_range(&mut ep, 1, 10));
-        assert_eq!(ep.blocks, vec![(1, 50), (60, 70)]);
-        assert_eq!(ep.last_reassem, 50);
-        assert!(insert_range(&mut ep, 45, 65));
-        assert_eq!(ep.blocks, vec![(1, 70)]);
-        assert_eq!(ep.last_reassem, 70);
-        trim_blocks(&mut ep.blocks, 30);
-        assert_eq!(ep.blocks, vec![(30, 70)]);
-        trim_blocks(&mut ep.blocks, 70);
-        assert!(ep.blocks.is_empty());
+        assert!(c.insert_range(s, 1, 10));
+        assert_eq!(blocks(&c, s), vec![(1, 50), (60, 70)]);
+        assert_eq!(c.pos(s, LAST_REASSEM), 50);
+        assert!(c.insert_range(s, 45, 65));
+        assert_eq!(blocks(&c, s), vec![(1, 70)]);
+        assert_eq!(c.pos(s, LAST_REASSEM), 70);
+        c.trim_blocks(s, 30);
+        assert_eq!(blocks(&c, s), vec![(30, 70)]);
+        c.trim_blocks(s, 70);
+        assert!(blocks(&c, s).is_empty());
+        // before the one inline range, and beyond 32 bits: both in the cold part, exactly
+        assert!(!c.insert_range(s, 100, 200));
+        assert!(!c.insert_range(s, 20, 50));
+        assert_eq!(blocks(&c, s), vec![(20, 50), (100, 200)]);
+        c.clear_blocks(s);
+        assert!(c.cold.is_none());
+        let big = 1i128 << 40;
+        assert!(!c.insert_range(s, big, big + 10));
+        assert_eq!(blocks(&c, s), vec![(big, big + 10)]);
+        c.trim_blocks(s, big + 4);
+        assert_eq!(blocks(&c, s), vec![(big + 4, big + 10)]);
+        c.trim_blocks(s, big + 10);
+        assert!(blocks(&c, s).is_empty());
+        assert!(c.cold.is_none());
+    }
+
+    #[test]
+    fn positions_and_counts_split_between_hot_and_cold() {
+        let mut c = TcpConn::new(0.0, 1, 2);
+        let s = Side::B;
+        c.set_pos(s, FIN_SEQ, 0xFFFF_FFFF);
+        assert!(c.cold.is_none());
+        for v in [M64, 1i128 << 32, 0x1_2345_6789, 0, 7] {
+            c.set_pos(s, FIN_SEQ, v);
+            assert_eq!(c.pos(s, FIN_SEQ), v);
+        }
+        assert_eq!(c.pos(s, LAST_REASSEM), 1);
+        let mut c = TcpConn::new(0.0, 1, 2);
+        for n in 1..=300u32 {
+            assert_eq!(c.bump(s, RXMT_CNT), n);
+        }
+        assert_eq!(c.cnt(s, RXMT_CNT), 300);
+        assert_eq!(c.cnt(Side::A, RXMT_CNT), 0);
+        assert_eq!(c.history(), "", "the letter is scaled()'s, not bump()'s");
+    }
+
+    #[test]
+    fn history_inline_then_spilled() {
+        let mut c = TcpConn::new(0.0, 1, 2);
+        assert_eq!(c.history(), "");
+        let text = "ShADadFfRr^X";
+        for ch in text.chars() {
+            c.push_history(ch);
+        }
+        assert_eq!(c.history(), text);
+        assert!(c.cold.is_none(), "12 letters fit inline");
+        c.push_history('T');
+        c.push_history('?'); // not in the alphabet: kept all the same
+        assert_eq!(c.history(), "ShADadFfRr^XT?");
+        assert!(c.cold.is_some());
+        let mut c = TcpConn::new(0.0, 1, 2);
+        c.push_history('%');
+        c.push_history('S');
+        assert_eq!(c.history(), "%S");
+        let mut c = TcpConn::new(0.0, 1, 2);
+        c.push_history('H');
+        assert_eq!(c.hist, HIST_ONLY_H);
+        let mut letters = HIST_ALPHABET.to_vec();
+        letters.sort_unstable();
+        letters.dedup();
+        assert_eq!(letters.len(), HIST_ALPHABET.len(), "codes are unique");
+        assert!(letters.iter().all(u8::is_ascii_graphic));
     }
 
     #[test]
@@ -1487,11 +1999,13 @@ mod tests {
         for _ in 0..9 {
             c.checksum_error(false);
         }
-        assert_eq!(c.history, "CCCc");
+        assert_eq!(c.history(), "CCCc");
         c.checksum_error(false);
-        assert_eq!(c.history, "CCCcc");
-        assert_eq!(c.orig().chk_thresh, 1000);
-        assert_eq!(c.resp().chk_thresh, 100);
+        assert_eq!(c.history(), "CCCcc");
+        assert_eq!(c.endpoint_view(true).chk_cnt, 100);
+        assert_eq!(c.endpoint_view(false).chk_cnt, 10);
+        assert!((0..=9).all(|k| power_of_ten(10u32.pow(k))));
+        assert!(!power_of_ten(0) && !power_of_ten(u32::MAX) && !power_of_ten(11));
     }
 
     #[test]
@@ -1515,11 +2029,11 @@ mod tests {
             let counted = c.segment(&mut ctx, &seg(ts, is_orig, flags, seq, ack, len));
             assert_eq!(counted, is_orig);
         }
-        assert_eq!(c.history, "ShADaGFf");
+        assert_eq!(c.history(), "ShADaGFf");
         assert_eq!(c.conn_state(), "SF");
         assert_eq!(c.sizes(), (1380, 0));
         assert_eq!(c.missed_bytes, 768);
-        assert_eq!(c.orig().seq_wraps, 1);
+        assert_eq!(c.endpoint_view(true).seq_wraps, 1);
         assert_eq!(
             ctx.events.first(),
             Some(&Event::Timer(6.0, ATTEMPT, 0)),
@@ -1535,11 +2049,11 @@ mod tests {
         let mut c = TcpConn::new(0.0, 80, 40000);
         let mut ctx = Recorder::default();
         c.segment(&mut ctx, &seg(0.0, true, SYN | ACK, 7000, 101, 0));
-        assert_eq!(c.history, "H");
+        assert_eq!(c.history(), "H");
         let counted = c.segment(&mut ctx, &seg(0.1, false, ACK, 101, 7001, 0));
         assert!(counted, "after the flip the ACK is the originator's");
         assert!(c.flipped);
         assert_eq!((c.orig_p, c.resp_p), (40000, 80));
-        assert_eq!(c.history, "^hA");
+        assert_eq!(c.history(), "^hA");
     }
 }

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// One item of a connection key.
@@ -52,9 +53,7 @@ pub fn uid_input(key: &[KeyPart<'_>], ts: f64, serial: u64) -> String {
         }
         match part {
             KeyPart::Bytes(b) => bytes_repr(&mut s, b),
-            KeyPart::Int(n) => {
-                let _ = write!(s, "{n}");
-            }
+            KeyPart::Int(n) => s.push_str(itoa::Buffer::new().format(*n)),
             KeyPart::Str(t) => {
                 s.push('\'');
                 s.push_str(t); // (the key's words are plain ASCII without quotes)
@@ -67,7 +66,9 @@ pub fn uid_input(key: &[KeyPart<'_>], ts: f64, serial: u64) -> String {
     }
     s.push_str("), ");
     float_repr(&mut s, ts);
-    let _ = write!(s, ", {serial})");
+    s.push_str(", ");
+    s.push_str(itoa::Buffer::new().format(serial));
+    s.push(')');
     s
 }
 
@@ -93,7 +94,13 @@ pub fn bytes_repr(s: &mut String, b: &[u8]) {
             }
             0x20..=0x7e => s.push(char::from(c)),
             _ => {
-                let _ = write!(s, "\\x{c:02x}");
+                s.push_str("\\x");
+                s.push(char::from(
+                    HEX.get(usize::from(c >> 4)).copied().unwrap_or(b'0'),
+                ));
+                s.push(char::from(
+                    HEX.get(usize::from(c & 15)).copied().unwrap_or(b'0'),
+                ));
             }
         }
     }
@@ -111,18 +118,49 @@ pub fn float_repr(s: &mut String, x: f64) {
         s.push_str(if x < 0.0 { "-inf" } else { "inf" });
         return;
     }
-    // Rust's `{:e}` gives as few digits as round-trip, but where several strings of that
-    // length do, not always the nearest, which Python writes: the count from `{:e}`, then the
-    // correctly rounded digits of that count (the nearest, so it round-trips too).
-    let shortest = format!("{:e}", x.abs());
-    let count = shortest
-        .split_once('e')
-        .map_or(1, |(m, _)| m.chars().filter(char::is_ascii_digit).count());
-    let sci = format!("{:.*e}", count.saturating_sub(1), x.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let decpt = exp + 1; // digits d1 d2 ... mean 0.d1d2... x 10^decpt
+    // Ryu's digits are the shortest that round-trip and, among those, the nearest: what
+    // Python's repr (dtoa mode 0) writes. Its layout differs, so only the digits and the
+    // decimal point's place are taken from it.
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(x.abs()).as_bytes();
+    let (mantissa, exp) = match text.iter().position(|c| *c == b'e' || *c == b'E') {
+        Some(i) => (
+            text.get(..i).unwrap_or_default(),
+            std::str::from_utf8(text.get(i + 1..).unwrap_or_default())
+                .ok()
+                .and_then(|e| e.parse::<i32>().ok())
+                .unwrap_or(0),
+        ),
+        None => (text, 0),
+    };
+    let int_len = mantissa
+        .iter()
+        .position(|c| *c == b'.')
+        .unwrap_or(mantissa.len());
+    let mut digits = [0u8; 24]; // (ryu writes at most 17 significant digits)
+    let mut n = 0usize;
+    let mut decpt = int_len as i32 + exp; // digits d1 d2 ... mean 0.d1d2... x 10^decpt
+    for &c in mantissa.iter().filter(|c| c.is_ascii_digit()) {
+        if n == 0 && c == b'0' {
+            decpt -= 1; // a leading zero
+            continue;
+        }
+        if let Some(d) = digits.get_mut(n) {
+            *d = c;
+            n += 1;
+        }
+    }
+    while n > 0 && digits.get(n - 1) == Some(&b'0') {
+        n -= 1;
+    }
+    if n == 0 {
+        if let Some(d) = digits.get_mut(0) {
+            *d = b'0'; // zero: "0.0"
+        }
+        n = 1;
+        decpt = 1;
+    }
+    let digits = std::str::from_utf8(digits.get(..n).unwrap_or_default()).unwrap_or("0");
     if x.is_sign_negative() {
         s.push('-');
     }
@@ -133,9 +171,9 @@ pub fn float_repr(s: &mut String, x: f64) {
             for _ in 0..-decpt {
                 s.push('0');
             }
-            s.push_str(&digits);
+            s.push_str(digits);
         } else if decpt >= n {
-            s.push_str(&digits);
+            s.push_str(digits);
             for _ in 0..(decpt - n) {
                 s.push('0');
             }
@@ -146,7 +184,7 @@ pub fn float_repr(s: &mut String, x: f64) {
             s.push_str(frac);
         }
     } else {
-        let (first, rest) = digits.split_at_checked(1).unwrap_or((digits.as_str(), ""));
+        let (first, rest) = digits.split_at_checked(1).unwrap_or((digits, ""));
         s.push_str(first);
         if !rest.is_empty() {
             s.push('.');

@@ -1,0 +1,230 @@
+//! The engine: frames in, events out (`sniffer/engine.py`'s `Engine`, compiled).
+//!
+//! It owns the decode stage (link layers, IP, fragments), the flow table with its timers and
+//! tunnels, and the building of records; its caller (the PyO3 boundary, tests, the fuzz
+//! target) feeds frames in time order and takes what happened. Finished connections come out
+//! either as records (`records`, for the scripting layer: verdicts, tables, JSON) or already
+//! written as conn.log rows (`rows`, Zeek's TSV, when nothing else needs the record): a row
+//! then costs no Python at all.
+
+use crate::capture::pcap::{self, PcapWalker, WalkError};
+use crate::decode::{self, Decoder};
+use crate::flows::conn::ConnRecord;
+use crate::flows::table::{Firing, FlowTable, TableEvent, TableSettings, WeirdEvent};
+use crate::shard::Shard;
+
+/// Everything a run can change (sniffer.config.Settings, the parts the core reads).
+#[derive(Clone, Debug, Default)]
+pub struct EngineSettings {
+    pub decode: decode::Settings,
+    pub table: TableSettings,
+}
+
+/// Where finished connections go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// Kept as records, with what orders them (`take_records`).
+    Records,
+    /// Written as Zeek TSV rows, one per line, into `table.rows` (see [`Engine::rows`]).
+    ZeekRows,
+}
+
+/// A finished connection with its ordering key (sniffer.engine's `Finished`).
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub rec: Box<ConnRecord>,
+    pub frame: u64,
+    pub firing: Firing,
+}
+
+/// The capture's counters the walk adds (pcap record notes), by stats key.
+const NOTE_KEYS: [(u8, &str, bool); 3] = [
+    (pcap::FLAG_CAPLEN_OVER_SNAPLEN, "caplen_over_snaplen", true),
+    (pcap::FLAG_SNAPLEN_TRUNCATED, "snaplen_truncated", false),
+    (pcap::FLAG_INVALID_TIMESTAMP, "invalid_timestamp", true),
+];
+
+/// decode -> flows -> records (see the module docs).
+#[derive(Debug)]
+pub struct Engine {
+    pub decoder: Decoder,
+    pub table: FlowTable,
+    /// Frames fed so far (the serial numbers' base), other shards' included.
+    pub frames: u64,
+    /// Of which another shard's (`read --workers`): they only moved the clock.
+    foreign: u64,
+    /// This engine is one `--workers` shard: (the owner function, this shard's number).
+    shard: Option<(Shard, u32)>,
+    wire_bytes: u64,
+    /// The packets and bytes counted at `finish` (stats "packets", "bytes").
+    pub packets: u64,
+    pub bytes: u64,
+    /// Capture notes (snaplen_truncated, ...), by stats key.
+    pub notes: Vec<(&'static str, u64)>,
+    pub records: Vec<Finished>,
+    pub weirds: Vec<WeirdEvent>,
+    /// Anomalies are also reported one by one (a weird.log is written).
+    weird_events: bool,
+    last_ts: f64,
+}
+
+impl Engine {
+    pub fn new(settings: EngineSettings, sink: Sink, weird_events: bool) -> Self {
+        let mut table = FlowTable::new(settings.table);
+        table.weird_events = weird_events;
+        if sink == Sink::ZeekRows {
+            table.rows = Some(String::new());
+        }
+        Engine {
+            decoder: Decoder::new(&settings.decode),
+            table,
+            frames: 0,
+            foreign: 0,
+            shard: None,
+            wire_bytes: 0,
+            packets: 0,
+            bytes: 0,
+            notes: Vec::new(),
+            records: Vec::new(),
+            weirds: Vec::new(),
+            weird_events,
+            last_ts: 0.0,
+        }
+    }
+
+    /// Make this engine shard `me` of `n` (`read --workers n`): frames another shard owns
+    /// only move the clock and keep their place in the frame count, so serial numbers and
+    /// uids do not depend on the sharding (sniffer/workers.py).
+    pub fn set_shard(&mut self, n: u32, me: u32, settings: &decode::Settings) {
+        self.shard = Some((Shard::new(n, settings), me));
+    }
+
+    /// Report new connections as `TableEvent::New` (for `live`).
+    pub fn set_new_events(&mut self, on: bool) {
+        self.table.new_events = on;
+    }
+
+    /// What a walked record noted (FLAG_* bits), counted before its frame as the Python
+    /// reader counts it.
+    pub fn note(&mut self, flags: u8) {
+        for (bit, key, weird) in NOTE_KEYS {
+            if flags & bit == 0 {
+                continue;
+            }
+            match self.notes.iter_mut().find(|n| n.0 == key) {
+                Some(n) => n.1 += 1,
+                None => self.notes.push((key, 1)),
+            }
+            if weird && self.weird_events {
+                self.table.decode_weird(self.last_ts, key.into());
+            }
+        }
+    }
+
+    /// One frame, in time order.
+    pub fn feed(&mut self, ts: f64, linktype: u32, data: &[u8], wirelen: i64) {
+        self.frames += 1;
+        self.table.frame = self.frames;
+        self.last_ts = ts;
+        self.table.tick(ts);
+        if let Some((shard, me)) = &mut self.shard {
+            if shard.owner(linktype, data) != *me {
+                self.foreign += 1; // another shard's: only the clock moved
+                self.drain();
+                return;
+            }
+        }
+        self.wire_bytes = self
+            .wire_bytes
+            .saturating_add(u64::try_from(wirelen).unwrap_or(0));
+        let pkt = self
+            .table
+            .decode(&mut self.decoder, ts, linktype, data, wirelen);
+        if let Some(p) = pkt {
+            let rest = if self.decoder.more.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.decoder.more)
+            };
+            self.table.process(&mut self.decoder, ts, &p, data, None);
+            for q in &rest {
+                self.table.process(&mut self.decoder, ts, q, data, None);
+            }
+        }
+        self.drain();
+    }
+
+    /// Move the table's events to where they go.
+    fn drain(&mut self) {
+        if self.table.events.is_empty() {
+            return;
+        }
+        for ev in std::mem::take(&mut self.table.events) {
+            match ev {
+                TableEvent::Finished { rec, frame, firing } => {
+                    self.records.push(Finished { rec, frame, firing })
+                }
+                TableEvent::Weird(event) => self.weirds.push(event),
+                TableEvent::New { .. } => {}
+            }
+        }
+    }
+
+    /// Walk a classic pcap and feed its frames: at most `max_frames`, or until the walk's
+    /// buffer would need a read on a pipe that has nothing yet (`stop_when_empty`). Returns
+    /// the number of frames fed; 0 at the end.
+    pub fn feed_pcap<R: std::io::Read>(
+        &mut self,
+        walker: &mut PcapWalker<R>,
+        max_frames: usize,
+    ) -> Result<usize, WalkError> {
+        let linktype = u32::from(walker.header().linktype);
+        let mut n = 0;
+        while n < max_frames {
+            let Some(f) = walker.next_frame()? else {
+                break;
+            };
+            let (ts, wirelen, flags) = (f.ts, i64::from(f.wirelen), f.flags);
+            if flags != 0 {
+                self.note(flags); // before the frame, as the Python reader counts it
+            }
+            self.feed(ts, linktype, f.data, wirelen);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The rows written so far (with [`Sink::ZeekRows`]); the caller clears them once taken.
+    pub fn rows(&mut self) -> &mut String {
+        self.table.rows.get_or_insert_with(String::new)
+    }
+
+    /// The end of the input: every open connection and fragment ends.
+    pub fn finish(&mut self) {
+        self.packets += self.frames - self.foreign;
+        self.bytes += self.wire_bytes;
+        self.frames = 0;
+        self.foreign = 0;
+        self.wire_bytes = 0;
+        if self.weird_events {
+            self.decoder.stats.log = Some(Vec::new());
+        }
+        self.decoder.flush();
+        self.table.decode_weirds(self.last_ts, &mut self.decoder);
+        self.table.flush();
+        self.drain();
+    }
+
+    /// Every nonzero counter by its Python stats key: decode's, the flows', the capture
+    /// notes, and (after `finish`) packets and bytes.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self.decoder.stats.iter().collect();
+        out.extend(self.table.counters.iter());
+        out.extend(self.notes.iter().map(|(k, v)| (k.to_string(), *v)));
+        if self.packets > 0 {
+            out.push(("packets".to_string(), self.packets));
+            out.push(("bytes".to_string(), self.bytes));
+        }
+        out
+    }
+}
