@@ -18,6 +18,7 @@ detectors' per-packet hooks are the one coupling left: they observe packets insi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,12 @@ from sniffer.stats import LoggedStats, Stats
 Frame = tuple[float, int, bytes, int]  # (ts, linktype, data, wirelen)
 DirectedFrame = tuple[float, int, bytes, int, "int | None"]  # ... and the direction (pkttype)
 Owner = Callable[[int, bytes], int]  # `--workers`: the shard that owns a frame
+
+
+def python_engine() -> bool:
+    """SNIFFER_ENGINE=python: run the Python engine (the reference the compiled one is held
+    to) instead of the compiled one: for comparing the two, and benchmarks of the old one."""
+    return os.environ.get("SNIFFER_ENGINE") == "python"
 
 
 @dataclass(slots=True)
@@ -164,6 +171,19 @@ class Engine:
             self.detectors.flush()
         self.table.flush()
 
+    def open_connections(self, limit: int, closed) -> tuple[int, int, list[Conn]]:
+        """(active, closing, the records so far of the `limit` busiest active connections):
+        `live`'s dashboard (closing: conn_state in `closed`, over but not yet expired)."""
+        import heapq
+        active, closing = [], 0
+        for c in self.table.conns.values():
+            if c.conn_state() in closed:
+                closing += 1
+            else:
+                active.append(c)
+        busiest = heapq.nlargest(limit, active, key=lambda c: c.orig_ip_bytes + c.resp_ip_bytes)
+        return len(active), closing, [self.table.record(c) for c in busiest]
+
     def _finished(self, conn: Conn) -> None:
         table = self.table
         self.events.append(Finished(conn, table.frame, table.firing))
@@ -175,28 +195,41 @@ class Engine:
 class CoreEngine:
     """The same seam over the compiled core (`sniffer._core.Engine`): decode, fragments,
     tunnels, the flow table, timers and records all run in Rust, fed frames in batches with
-    the GIL released. Events are `Finished` (a `Conn` built from the core's record tuple) and,
-    with `weirds=True`, `Weird`; `note(ev)` keeps an outside event in its place by first
-    running the frames gathered before it.
+    the GIL released. Events are `Finished` (a `Conn` built from the core's record tuple),
+    `Weird` (with `weirds=True`) and `NewConn` (with `notices=True`); `note(ev)` keeps an
+    outside event in its place by first running the frames gathered before it.
 
-    `shard`, ``(n, me)``, makes it shard `me` of `n` (`read --workers`, sniffer.workers: the
-    core's owner function is the Python one's). No detectors or notices yet.
+    With `detectors`, the core also reports every packet and TCP segment, and they reach the
+    detectors' `packet` and `tcp` hooks in order, each frame's before the records it ended
+    (as the Python engine calls them from inside its table); their look-ups of open
+    connections (`detectors.table.conns`) ask the core. `shard`, ``(n, me)``, makes it shard
+    `me` of `n` (`read --workers`, sniffer.workers: the core's owner function is the Python
+    one's).
     """
 
-    def __init__(self, settings: Settings, stats: Stats, *, weirds: bool = False,
+    def __init__(self, settings: Settings, stats: Stats, *, detectors=None,
+                 weirds: bool = False, notices: bool = False,
                  shard: tuple[int, int] | None = None) -> None:
         from sniffer import _core
-        self.core = _core.Engine(settings, rows=False, weirds=weirds, shard=shard)
+        self.core = _core.Engine(settings, rows=False, weirds=weirds, shard=shard,
+                                 notices=notices, facts=detectors is not None)
         self.stats = stats
-        self.weirds = weirds
         self.events: list = []
         self.pending: list[Frame] = []
+        self.detectors = detectors
+        if detectors is not None:
+            detectors.table = _CoreTable(self.core)
+        # The directions (sll_pkttype) of the frames not yet collected, from frame number
+        # `dirs_base` on: a NewConn carries its frame's.
+        self.dirs: list = []
+        self.dirs_base = 1
         self.logged = None
         if weirds:
             if not isinstance(stats, LoggedStats):
                 raise TypeError("weirds=True needs LoggedStats: the capture's anomalies come "
                                 "from it")
             from sniffer.output.weird import Weird
+            self._weird = Weird
             # The capture stage (reader) counts its anomalies in `stats` between frames:
             # each joins the stream after the frames read before it.
             stats.sink = lambda name, ts: self.note(Weird(ts, name, source="decode"))
@@ -225,6 +258,20 @@ class CoreEngine:
         finally:
             self._run()
 
+    def directed(self, frames: Iterable[DirectedFrame]) -> Iterator[Frame]:
+        """Frames with their direction -> frames for `feed` (as Engine.directed): a NewConn
+        carries its frame's direction, and the detectors see each frame's direction and
+        device kind before its packets (so with detectors, frames go to the core one by
+        one)."""
+        hook = self.detectors.frame if self.detectors is not None else None
+        dirs = self.dirs
+        for ts, linktype, data, wirelen, pkttype in frames:
+            if hook is not None:
+                self._run()  # the frames before: their packets reach the detectors first
+                hook(linktype, data, pkttype)
+            dirs.append(pkttype)
+            yield ts, linktype, data, wirelen
+
     def _run(self) -> None:
         if self.pending:
             batch = self.pending[:]
@@ -233,14 +280,30 @@ class CoreEngine:
         self._collect()
 
     def _collect(self) -> None:
-        events = self.events
-        for conn, rest in self.core.take_records():
-            c = Conn(*conn, *rest[:9], None, rest[9])
-            events.append(Finished(c, rest[10], rest[11]))
-        if self.weirds:
-            from sniffer.output.weird import Weird
-            for ts, name, source, uid, oh, op, rh, rp in self.core.take_weirds():
-                events.append(Weird(ts, name, uid, oh, op, rh, rp, source=source))
+        events, detectors = self.events, self.detectors
+        for ev in self.core.take_events():
+            kind = ev[0]
+            if kind == "F":
+                conn, rest = ev[1], ev[2]
+                c = Conn(*conn, *rest[:9], None, rest[9])
+                events.append(Finished(c, rest[10], rest[11]))
+            elif kind == "W":
+                events.append(self._weird(ev[1], ev[2], ev[4], ev[5], ev[6], ev[7], ev[8],
+                                          source=ev[3]))
+            elif kind == "P":
+                detectors.packet(ev[1], ev[2], ev[3])
+            elif kind == "T":
+                _, ts, c, is_orig, flags, seq, ack, win, payload, ttl = ev
+                detectors.tcp(ts, SegmentConn(*c), is_orig, flags, seq, ack, win, payload, ttl)
+            else:  # "N"
+                _, ts, proto, oh, op, rh, rp, uid, frame = ev
+                i = frame - self.dirs_base
+                pkttype = self.dirs[i] if 0 <= i < len(self.dirs) else None
+                events.append(NewConn(OpenedConn(proto, oh, op, rh, rp, uid), ts, pkttype))
+        done = self.core.frames - self.dirs_base + 1  # frames run whose directions can go
+        if done > 0 and self.dirs:
+            del self.dirs[:done]
+            self.dirs_base += done
 
     def note(self, event) -> None:
         self._run()
@@ -251,11 +314,75 @@ class CoreEngine:
         self.events.clear()
         return events
 
+    def open_connections(self, limit: int, closed) -> tuple[int, int, list[Conn]]:
+        """(active, closing, the records so far of the `limit` busiest active connections):
+        `live`'s dashboard (closing: conn_state in `closed`, over but not yet expired)."""
+        active, closing, items = self.core.open_connections(limit, list(closed))
+        return active, closing, [Conn(*conn, *rest[:9], None, rest[9])
+                                 for _, conn, rest in items]
+
     def finish(self) -> None:
         self._run()
+        if self.detectors is not None:
+            self.detectors.flush()  # (before the table's flush, as the Python engine)
         self.core.finish()
         self._collect()
+        self.dirs.clear()
+        self.dirs_base = 1
         stats = self.stats
         for key, n in self.core.counters().items():
             # (a plain dict update: the core reported these anomalies as events already)
             dict.__setitem__(stats, key, stats.get(key, 0) + n)
+
+
+@dataclass(slots=True)
+class OpenedConn:
+    """A new connection as `NewConn.conn` gives it from the core (raw addresses)."""
+
+    proto: int
+    orig_h: bytes
+    orig_p: int
+    resp_h: bytes
+    resp_p: int
+    uid: str
+
+
+@dataclass(slots=True)
+class SegmentConn:
+    """The connection of a TCP segment, as it stands after it, for the detectors' `tcp` hook
+    (what they read of the Python engine's TCPConn: raw addresses, the table's key)."""
+
+    uid: str
+    key: tuple
+    orig_h: bytes
+    orig_p: int
+    resp_h: bytes
+    resp_p: int
+    orig_pkts: int
+    resp_pkts: int
+
+
+class _CoreConns:
+    """`detectors.table.conns` over the core: `key in conns`, `conns.get(key).uid`."""
+
+    def __init__(self, core) -> None:
+        self.core = core
+
+    def __contains__(self, key: tuple) -> bool:
+        return self.core.uid_of(key) is not None
+
+    def get(self, key: tuple, default=None):
+        uid = self.core.uid_of(key)
+        return default if uid is None else _Uid(uid)
+
+
+@dataclass(slots=True)
+class _Uid:
+    uid: str
+
+
+class _CoreTable:
+    """What the detectors read of the table (`conns`), answered by the core."""
+
+    def __init__(self, core) -> None:
+        self.conns = _CoreConns(core)

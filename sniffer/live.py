@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from sniffer.correlate import KernelView, keep_seconds
-from sniffer.engine import Engine, Finished, NewConn
+from sniffer.engine import CoreEngine, Engine, Finished, NewConn, python_engine
 from sniffer.flows.conn import ntop, proto_name
 from sniffer.stats import Stats
 
@@ -50,8 +50,11 @@ class Live:
             self.recorder.add_interface(self.capture.interface, self.capture.linktype)
         from sniffer.detect.engine import from_args
         self.detectors = from_args(args, settings, self.stats)  # None unless --alerts/--detect
-        self.engine = Engine(settings, self.stats, detectors=self.detectors, notices=True)
-        self.table = self.engine.table  # (the dashboard lists its open connections)
+        if python_engine():  # (the reference, for comparisons)
+            self.engine = Engine(settings, self.stats, detectors=self.detectors, notices=True)
+        else:
+            self.engine = CoreEngine(settings, self.stats, detectors=self.detectors,
+                                     notices=True)
         # Kernel events that arrive while a block's events are dispatched (the look-ups of its
         # new connections) are applied and recorded after them: a replay of the recording
         # sees them after the block's packets, and must judge its records the same way.
@@ -167,7 +170,7 @@ class Live:
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + 0.05
-                ts_now = self.table.network_time or time.time()
+                ts_now = self.engine.network_time or time.time()
                 self.monitor.poll(ts_now)
                 for w in self.writers:  # records reach their readers within a tick
                     w.flush()
@@ -186,7 +189,7 @@ class Live:
         """Flush every open connection (with its verdict), close every file validly."""
         if self.monitor.tracer is not None:
             self.monitor.tracer.sync()  # the last connections' traces, before they are judged
-        self.monitor.poll(self.table.network_time or time.time())
+        self.monitor.poll(self.engine.network_time or time.time())
         self.engine.finish()
         self.dispatch()
         ks = self.capture.kernel_stats()

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports
 from sniffer.errors import BadInputError, SnifferError, UsageError
-from sniffer.engine import CoreEngine, Engine, Finished
+from sniffer.engine import CoreEngine, Engine, Finished, python_engine
 from sniffer.flows.conn import Conn
 from sniffer.interrupt import Interrupted
 from sniffer.stats import LoggedStats, Stats, checksum_warning
@@ -57,9 +57,10 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     sniffer.workers). Returns the input error or the stop signal (sniffer.interrupt)
     that ended the run early, if any: the caller reports it after the output is complete.
     """
-    if detectors is None and not python_engine():
-        engine = CoreEngine(settings, stats, weirds=weird is not None, shard=shard)
-    else:  # (the detectors' hooks run on the Python engine, for now)
+    if not python_engine():
+        engine = CoreEngine(settings, stats, detectors=detectors, weirds=weird is not None,
+                            shard=shard)
+    else:  # the reference (SNIFFER_ENGINE=python)
         if shard is not None:
             from sniffer.workers import make_owner
             shard = (make_owner(shard[0], settings), shard[1])
@@ -116,12 +117,6 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
         engine.finish()
         dispatch()
     return error
-
-
-def python_engine() -> bool:
-    """SNIFFER_ENGINE=python: run the Python reference engine instead of the compiled one
-    (the differential tests' reference; for comparing the two, and benchmarks of the old one)."""
-    return os.environ.get("SNIFFER_ENGINE") == "python"
 
 
 def plain_pcap(path: str) -> bool:

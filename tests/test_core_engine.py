@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 
 import corediff
 import mutants
+import pcapkit
+import scenarios
 import sharedkit
 import zeekcorpus
 from sniffer.capture import open_capture
@@ -165,3 +167,52 @@ def test_read_rows_fast_path(name, tmp_path):
     rows = [ln for ln in _body(fast.read_text()) if not ln.startswith("#")]
     expected = [format_row(corediff.Conn(*r[0]), DEFAULT_FIELDS) for r in recs]
     assert rows == expected
+
+
+def _alerts(path: Path, args: tuple[str, ...], python: bool, monkeypatch) -> tuple[list, list]:
+    """`read --detect ARGS PATH` in process: the alerts raised (every field) and the records."""
+    from sniffer.detect.engine import from_args
+    from sniffer.output.alerts import alert_dict
+    from sniffer.read import run_packets
+    from sniffer.stats import Stats
+
+    if python:
+        monkeypatch.setenv("SNIFFER_ENGINE", "python")
+    else:
+        monkeypatch.delenv("SNIFFER_ENGINE", raising=False)
+    parsed = build_parser().parse_args(["read", "--detect", *args, str(path)])
+    cfg = settings_from_args(parsed)
+    stats = Stats()
+    detectors = from_args(parsed, cfg, stats)
+    out: list = []
+    run_packets([str(path)], cfg, stats, out.append, detectors=detectors)
+    return ([alert_dict(a) for a in detectors.alerts],
+            [(corediff.astuple(e.conn), e.frame, e.firing) for e in out])
+
+
+@pytest.mark.skipif(not CAPTURES, reason="shared corpus missing")
+@pytest.mark.parametrize("path,args", CAPTURES, ids=[str(p.relative_to(p.parents[1]))
+                                                    for p, _ in CAPTURES])
+def test_alerts_identical(path, args, monkeypatch):
+    """The detectors watch the core's packets and segments (CoreEngine's facts) and raise
+    the same alerts, evidence and uids included, as on the Python engine."""
+    _same_alerts(path, args, monkeypatch)
+
+
+def _same_alerts(path: Path, args: tuple[str, ...], monkeypatch) -> int:
+    py = _alerts(path, args, True, monkeypatch)
+    core = _alerts(path, args, False, monkeypatch)
+    assert core[1] == py[1], "records differ"
+    for i, (a, b) in enumerate(zip(py[0], core[0])):
+        assert a == b, f"alert {i}:\n python {a}\n core   {b}"
+    assert len(core[0]) == len(py[0])
+    return len(py[0])
+
+
+@pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
+def test_scenario_alerts_identical(scenario, tmp_path, monkeypatch):
+    """Every detector scenario (tests/scenarios.py: attacks and false-alarm guards) raises the
+    same alerts on the compiled engine as on the Python one."""
+    path = pcapkit.write(tmp_path, scenario.build())
+    n = _same_alerts(path, tuple(scenario.args), monkeypatch)
+    assert n or not scenario.expected, "the scenario raised nothing on either engine"

@@ -591,7 +591,7 @@ def test_dashboard_frame_of_real_records() -> None:
     from sniffer.correlate import KernelView
     from sniffer.output.dashboard import Dashboard
     from sniffer.capture import open_capture
-    from sniffer.engine import Engine, Finished
+    from sniffer.engine import CoreEngine, Finished
     from sniffer.stats import Stats
 
     view = KernelView()
@@ -600,7 +600,7 @@ def test_dashboard_frame_of_real_records() -> None:
     view.event(0, {"kind": "snapshot", "sockets": []})
     stats = Stats()
     demo = Path(__file__).resolve().parents[1] / "pcaps" / "demo.pcap"
-    engine = Engine(Settings(), stats)
+    engine = CoreEngine(Settings(), stats)
     engine.feed(open_capture([str(demo)], stats))
     engine.finish()
     finished: list[Conn] = [ev.conn for ev in engine.take() if isinstance(ev, Finished)]
@@ -608,7 +608,7 @@ def test_dashboard_frame_of_real_records() -> None:
         view.judge(c)
     verdicts = Counter(c.verdict for c in finished)
     live = SimpleNamespace(
-        table=engine.table, view=view, finished=len(finished), verdicts=verdicts, stats=stats,
+        engine=engine, view=view, finished=len(finished), verdicts=verdicts, stats=stats,
         recent=[c for c in finished if c.verdict in ("unattributed", "refused", "unknown")],
         capture=SimpleNamespace(interface="demo", kernel_stats=lambda: {}), detectors=None)
     for width in WIDTHS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -23,10 +24,40 @@ ECHO = CORPUS / "big" / "zeek_echo-connections.pcap.gz"
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> Path:
-    """300,000 packets of the benchmark's mix: about 3 s of work, long enough to interrupt."""
+    """300,000 packets of the benchmark's mix."""
     path = tmp_path_factory.mktemp("big") / "mix.pcap"
     subprocess.run([sys.executable, str(ROOT / "bench" / "gen_capture.py"), str(path),
                     "--packets", "300000"], check=True, capture_output=True, timeout=120)
+    return path
+
+
+#: copies of `big` in `long`, each two hours after the last (every connection of one has
+#: timed out when the next begins)
+COPIES = 8
+
+
+@pytest.fixture(scope="module")
+def long(big) -> Path:
+    """`big` COPIES times over (2.4 M packets, about 1.8 GB): the compiled engine reads the
+    mix at about 1.5 M packets/s, so this is the run that lasts long enough to interrupt."""
+    raw = big.read_bytes()
+    head, body = raw[:24], memoryview(raw)[24:]
+    records = []
+    off, first, last = 0, None, 0.0
+    while off + 16 <= len(body):
+        sec, usec, caplen = struct.unpack_from("<III", body, off)
+        records.append((off, sec, usec, caplen))
+        first = sec if first is None else first
+        last = sec
+        off += 16 + caplen
+    shift = (last - first) + 7200
+    path = big.with_name("long.pcap")
+    with open(path, "wb") as f:
+        f.write(head)
+        for k in range(COPIES):
+            for off, sec, usec, caplen in records:
+                f.write(struct.pack("<II", sec + k * shift, usec))
+                f.write(body[off + 8:off + 16 + caplen])
     return path
 
 
@@ -36,11 +67,11 @@ def sniffer(*args, **kw) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def full(big) -> dict[str, dict]:
+def full(long) -> dict[str, dict]:
     """The uninterrupted run's records, by uid."""
-    out = big.with_suffix(".log")
+    out = long.with_suffix(".log")
     subprocess.run([sys.executable, "-m", "sniffer", "read", "--format", "zeek", "-o", str(out),
-                    str(big)], cwd=ROOT, check=True, timeout=300)
+                    str(long)], cwd=ROOT, check=True, timeout=300)
     return {r["uid"]: r for r in parse_text(out.read_text()).rows}
 
 
@@ -53,13 +84,13 @@ def check_log(text: str) -> list[dict]:
     return rows
 
 
-@pytest.mark.slow  # `big`: 300,000 generated packets
+@pytest.mark.slow  # `long`: 2.4 M packets
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_signal_mid_run_flushes_every_connection(big, full, tmp_path, sig):
+def test_signal_mid_run_flushes_every_connection(long, full, tmp_path, sig):
     out = tmp_path / "conn.log"
-    p = sniffer("read", "--format", "zeek", "-o", out, big)
-    time.sleep(1.0)
+    p = sniffer("read", "--format", "zeek", "-o", out, long)
+    time.sleep(0.5)
     assert p.poll() is None, "the run ended before it could be interrupted"
     p.send_signal(sig)
     err = p.communicate(timeout=60)[1]
@@ -77,9 +108,9 @@ def test_signal_mid_run_flushes_every_connection(big, full, tmp_path, sig):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_every_worker(big, tmp_path):
+def test_sigterm_stops_every_worker(long, tmp_path):
     out = tmp_path / "conn.log"
-    p = sniffer("read", "--workers", "2", "--format", "zeek", "-o", out, big)
+    p = sniffer("read", "--workers", "2", "--format", "zeek", "-o", out, long)
     time.sleep(1.0)
     assert p.poll() is None
     p.send_signal(signal.SIGTERM)

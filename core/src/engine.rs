@@ -2,15 +2,15 @@
 //!
 //! It owns the decode stage (link layers, IP, fragments), the flow table with its timers and
 //! tunnels, and the building of records; its caller (the PyO3 boundary, tests, the fuzz
-//! target) feeds frames in time order and takes what happened. Finished connections come out
-//! either as records (`records`, for the scripting layer: verdicts, tables, JSON) or already
-//! written as conn.log rows (`rows`, Zeek's TSV, when nothing else needs the record): a row
-//! then costs no Python at all.
+//! target) feeds frames in time order and takes what happened, in order (`events`: finished
+//! records with what orders them, weirds, new connections, and with `facts` the packets and
+//! segments the detectors read). Finished connections come out as records (for the scripting
+//! layer: verdicts, tables, JSON) or already written as conn.log rows ([`Engine::rows`],
+//! Zeek's TSV, when nothing else needs the record): a row then costs no Python at all.
 
 use crate::capture::pcap::{self, PcapWalker, WalkError};
 use crate::decode::{self, Decoder};
-use crate::flows::conn::ConnRecord;
-use crate::flows::table::{Firing, FlowTable, TableEvent, TableSettings, WeirdEvent};
+use crate::flows::table::{FlowTable, TableEvent, TableSettings};
 use crate::shard::Shard;
 
 /// Everything a run can change (sniffer.config.Settings, the parts the core reads).
@@ -23,18 +23,10 @@ pub struct EngineSettings {
 /// Where finished connections go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sink {
-    /// Kept as records, with what orders them (`take_records`).
+    /// Reported as `TableEvent::Finished` records, with what orders them.
     Records,
     /// Written as Zeek TSV rows, one per line, into `table.rows` (see [`Engine::rows`]).
     ZeekRows,
-}
-
-/// A finished connection with its ordering key (sniffer.engine's `Finished`).
-#[derive(Clone, Debug)]
-pub struct Finished {
-    pub rec: Box<ConnRecord>,
-    pub frame: u64,
-    pub firing: Firing,
 }
 
 /// The capture's counters the walk adds (pcap record notes), by stats key.
@@ -61,8 +53,6 @@ pub struct Engine {
     pub bytes: u64,
     /// Capture notes (snaplen_truncated, ...), by stats key.
     pub notes: Vec<(&'static str, u64)>,
-    pub records: Vec<Finished>,
-    pub weirds: Vec<WeirdEvent>,
     /// Anomalies are also reported one by one (a weird.log is written).
     weird_events: bool,
     last_ts: f64,
@@ -85,8 +75,6 @@ impl Engine {
             packets: 0,
             bytes: 0,
             notes: Vec::new(),
-            records: Vec::new(),
-            weirds: Vec::new(),
             weird_events,
             last_ts: 0.0,
         }
@@ -130,7 +118,6 @@ impl Engine {
         if let Some((shard, me)) = &mut self.shard {
             if shard.owner(linktype, data) != *me {
                 self.foreign += 1; // another shard's: only the clock moved
-                self.drain();
                 return;
             }
         }
@@ -151,23 +138,11 @@ impl Engine {
                 self.table.process(&mut self.decoder, ts, q, data, None);
             }
         }
-        self.drain();
     }
 
-    /// Move the table's events to where they go.
-    fn drain(&mut self) {
-        if self.table.events.is_empty() {
-            return;
-        }
-        for ev in std::mem::take(&mut self.table.events) {
-            match ev {
-                TableEvent::Finished { rec, frame, firing } => {
-                    self.records.push(Finished { rec, frame, firing })
-                }
-                TableEvent::Weird(event) => self.weirds.push(event),
-                TableEvent::New { .. } => {}
-            }
-        }
+    /// What happened since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<TableEvent> {
+        std::mem::take(&mut self.table.events)
     }
 
     /// Walk a classic pcap and feed its frames: at most `max_frames`, or until the walk's
@@ -212,7 +187,6 @@ impl Engine {
         self.decoder.flush();
         self.table.decode_weirds(self.last_ts, &mut self.decoder);
         self.table.flush();
-        self.drain();
     }
 
     /// Every nonzero counter by its Python stats key: decode's, the flows', the capture

@@ -24,8 +24,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::capture::pcap::{self, PcapWalker as Walker, WalkError};
 use crate::decode::{self, checksum, links, Decoder, Net, Packet};
 use crate::engine::{Engine, EngineSettings, Sink};
-use crate::flows::conn::ntop;
-use crate::flows::table::{Firing, TableSettings};
+use crate::flows::conn::{ntop, ConnRecord};
+use crate::flows::table::{Firing, FlowKey, TableEvent, TableSettings};
 use crate::flows::tcp::{self, Event, Recorder, TcpConn, TcpSettings};
 
 pyo3::create_exception!(
@@ -786,6 +786,57 @@ fn firing_obj<'py>(py: Python<'py>, f: Firing) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
+/// `("F", conn, rest)`: a record as `Engine.take_events` gives it.
+fn record_item<'py>(
+    py: Python<'py>,
+    r: ConnRecord,
+    frame: u64,
+    firing: Firing,
+) -> PyResult<Bound<'py, PyAny>> {
+    let conn = (
+        r.ts,
+        r.uid,
+        r.orig_h,
+        r.orig_p,
+        r.resp_h,
+        r.resp_p,
+        r.proto,
+        r.ip_proto,
+        r.duration,
+        r.orig_bytes,
+        r.resp_bytes,
+        r.conn_state,
+    );
+    let rest = (
+        r.local_orig,
+        r.local_resp,
+        r.missed_bytes,
+        r.history,
+        r.orig_pkts,
+        r.orig_ip_bytes,
+        r.resp_pkts,
+        r.resp_ip_bytes,
+        r.tunnel_parents,
+        r.community_id,
+        frame,
+        firing_obj(py, firing)?,
+    );
+    Ok(("F", conn, rest).into_pyobject(py)?.into_any())
+}
+
+/// The Python table's key tuple of a flow key (raw addresses).
+fn key_tuple<'py>(py: Python<'py>, k: &FlowKey) -> PyResult<Bound<'py, PyTuple>> {
+    let (a, b) = (
+        PyBytes::new(py, k.a.as_bytes()),
+        PyBytes::new(py, k.b.as_bytes()),
+    );
+    Ok(match (k.one_way, k.proto) {
+        (true, p) => (a, k.pa, b, k.pb, p, 1).into_pyobject(py)?,
+        (false, 6) => (a, k.pa, b, k.pb).into_pyobject(py)?,
+        (false, p) => (a, k.pa, b, k.pb, p).into_pyobject(py)?,
+    })
+}
+
 fn addr_text(a: Option<decode::Addr>) -> Option<String> {
     a.map(|a| ntop(a.as_bytes()))
 }
@@ -830,12 +881,15 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (settings, rows = false, weirds = false, shard = None))]
+    #[pyo3(signature = (settings, rows = false, weirds = false, shard = None, notices = false,
+                        facts = false))]
     fn new(
         settings: &Bound<'_, PyAny>,
         rows: bool,
         weirds: bool,
         shard: Option<(u32, u32)>,
+        notices: bool,
+        facts: bool,
     ) -> PyResult<Self> {
         let s = EngineSettings {
             decode: decode_settings(settings)?,
@@ -847,6 +901,8 @@ impl PyEngine {
         if let Some((n, me)) = shard {
             engine.set_shard(n, me, &decode);
         }
+        engine.table.new_events = notices;
+        engine.table.facts = facts;
         Ok(PyEngine {
             engine,
             broken: None,
@@ -867,7 +923,7 @@ impl PyEngine {
 
     /// Connections open now.
     #[getter]
-    fn open_connections(&self) -> usize {
+    fn open_count(&self) -> usize {
         self.engine.table.len()
     }
 
@@ -909,58 +965,167 @@ impl PyEngine {
         text
     }
 
-    fn take_records<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// What happened since the last call, in order, as tuples tagged by kind:
+    /// `("F", conn, rest)`: a finished record (`conn` the first 12 `Conn` fields, `rest` the
+    /// other 10, then the frame and what ended it); `("W", ts, name, source, uid, orig_h,
+    /// orig_p, resp_h, resp_p)`: a weird; `("N", ts, proto, orig_h, orig_p, resp_h, resp_p,
+    /// uid, frame)`: a new connection (raw addresses); with `facts`, `("P", ts, (src, dst,
+    /// proto, ip_len, l4, l4_len, ttl), encap)`: a packet as the Python decoder gives it, with
+    /// its tunnels (`encap`: None or tuples `(type, uid, orig_h, orig_p, resp_h, resp_p)`), and
+    /// `("T", ts, conn, is_orig, flags, seq, ack, win, payload, ttl)`: a TCP segment, `conn`
+    /// `(uid, key, orig_h, orig_p, resp_h, resp_p, orig_pkts, resp_pkts)` as it stands after it.
+    fn take_events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        for f in self.engine.records.drain(..) {
-            let r = *f.rec;
-            let conn = (
-                r.ts,
-                r.uid,
-                r.orig_h,
-                r.orig_p,
-                r.resp_h,
-                r.resp_p,
-                r.proto,
-                r.ip_proto,
-                r.duration,
-                r.orig_bytes,
-                r.resp_bytes,
-                r.conn_state,
-            );
-            let rest = (
-                r.local_orig,
-                r.local_resp,
-                r.missed_bytes,
-                r.history,
-                r.orig_pkts,
-                r.orig_ip_bytes,
-                r.resp_pkts,
-                r.resp_ip_bytes,
-                r.tunnel_parents,
-                r.community_id,
-                f.frame,
-                firing_obj(py, f.firing)?,
-            );
-            list.append((conn, rest))?;
+        for ev in self.engine.take_events() {
+            let item = match ev {
+                TableEvent::Finished { rec, frame, firing } => {
+                    record_item(py, *rec, frame, firing)?
+                }
+                TableEvent::Weird(e) => (
+                    "W",
+                    e.ts,
+                    e.name.into_owned(),
+                    if e.decode { "decode" } else { "flows" },
+                    e.uid,
+                    addr_text(e.orig_h),
+                    e.orig_p,
+                    addr_text(e.resp_h),
+                    e.resp_p,
+                )
+                    .into_pyobject(py)?
+                    .into_any(),
+                TableEvent::New {
+                    ts,
+                    proto,
+                    orig_h,
+                    orig_p,
+                    resp_h,
+                    resp_p,
+                    uid,
+                    frame,
+                } => (
+                    "N",
+                    ts,
+                    proto,
+                    PyBytes::new(py, orig_h.as_bytes()),
+                    orig_p,
+                    PyBytes::new(py, resp_h.as_bytes()),
+                    resp_p,
+                    uid,
+                    frame,
+                )
+                    .into_pyobject(py)?
+                    .into_any(),
+                TableEvent::Packet(p) => {
+                    let pkt = (
+                        PyBytes::new(py, p.src.as_bytes()),
+                        PyBytes::new(py, p.dst.as_bytes()),
+                        p.proto,
+                        p.ip_len,
+                        PyBytes::new(py, &p.l4),
+                        p.l4_len,
+                        p.ttl,
+                    );
+                    let encap = match &p.encap {
+                        None => py.None().into_bound(py),
+                        Some(stack) => {
+                            let mut items = Vec::with_capacity(stack.len());
+                            for e in stack {
+                                items.push((
+                                    e.kind.name(),
+                                    e.uid.clone(),
+                                    PyBytes::new(py, e.orig_h.as_bytes()),
+                                    e.orig_p,
+                                    PyBytes::new(py, e.resp_h.as_bytes()),
+                                    e.resp_p,
+                                ));
+                            }
+                            PyTuple::new(py, items)?.into_any()
+                        }
+                    };
+                    ("P", p.ts, pkt, encap).into_pyobject(py)?.into_any()
+                }
+                TableEvent::Segment(t) => {
+                    let conn = (
+                        t.uid,
+                        key_tuple(py, &t.key)?,
+                        PyBytes::new(py, t.orig_h.as_bytes()),
+                        t.orig_p,
+                        PyBytes::new(py, t.resp_h.as_bytes()),
+                        t.resp_p,
+                        t.orig_pkts,
+                        t.resp_pkts,
+                    );
+                    (
+                        "T",
+                        t.ts,
+                        conn,
+                        t.is_orig,
+                        t.flags,
+                        t.seq,
+                        t.ack,
+                        t.win,
+                        PyBytes::new(py, &t.payload),
+                        t.ttl,
+                    )
+                        .into_pyobject(py)?
+                        .into_any()
+                }
+            };
+            list.append(item)?;
         }
         Ok(list)
     }
 
-    fn take_weirds<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// The uid of the open connection with the Python table's key `key` (a tuple: TCP
+    /// `(a, pa, b, pb)`, UDP with 17 after), or None.
+    fn uid_of(&self, key: &Bound<'_, PyTuple>) -> PyResult<Option<String>> {
+        let parts: Vec<Bound<'_, PyAny>> = key.iter().collect();
+        let addr = |i: usize| -> PyResult<decode::Addr> {
+            let b: Vec<u8> = parts
+                .get(i)
+                .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("short key"))?
+                .extract()?;
+            Ok(decode::Addr::from_slice(&b))
+        };
+        let port = |i: usize| -> PyResult<u16> {
+            parts
+                .get(i)
+                .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("short key"))?
+                .extract()
+        };
+        let proto = match parts.len() {
+            4 => 6,
+            5 => port(4)?.try_into().unwrap_or(0),
+            _ => return Ok(None),
+        };
+        let k = FlowKey {
+            a: addr(0)?,
+            pa: port(1)?,
+            b: addr(2)?,
+            pb: port(3)?,
+            proto,
+            one_way: false,
+        };
+        Ok(self.engine.table.uid_of(&k))
+    }
+
+    /// `live`'s dashboard: `(active, closing, busiest)`: how many open connections are
+    /// active and how many are over (conn_state in `closed`), and the records so far (as in
+    /// `take_events`) of the `limit` busiest active ones.
+    fn open_connections<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: usize,
+        closed: Vec<String>,
+    ) -> PyResult<(usize, usize, Bound<'py, PyList>)> {
+        let closed: Vec<&str> = closed.iter().map(String::as_str).collect();
+        let (active, closing, open) = self.engine.table.open_connections(limit, &closed);
         let list = PyList::empty(py);
-        for e in self.engine.weirds.drain(..) {
-            list.append((
-                e.ts,
-                e.name.into_owned(),
-                if e.decode { "decode" } else { "flows" },
-                e.uid,
-                addr_text(e.orig_h),
-                e.orig_p,
-                addr_text(e.resp_h),
-                e.resp_p,
-            ))?;
+        for o in open {
+            list.append(record_item(py, o.rec, 0, Firing::Packet)?)?;
         }
-        Ok(list)
+        Ok((active, closing, list))
     }
 
     /// Every nonzero counter by its stats key.

@@ -10,7 +10,6 @@ every string that comes from packets or processes is shown literally.
 
 from __future__ import annotations
 
-import heapq
 import time
 
 from rich.console import Console, Group
@@ -113,29 +112,20 @@ class Dashboard:
         as done, not active; "unattributed" counts what the two boxes below can show: the
         active connections judged unattributed now (of the JUDGED busiest: ``≥N`` when more
         are open), and the finished ones judged so."""
-        table = live.table
         width = (width or self._rich.console.width) - PANEL_EDGES
-        active, closing = [], 0
-        for c in table.conns.values():
-            if c.conn_state() in CLOSED_STATES:
-                closing += 1
-            else:
-                active.append(c)
-        # The busiest first; at most JUDGED of them judged a frame (about 16 µs each).
-        busiest = heapq.nlargest(JUDGED, active, key=lambda c: c.orig_ip_bytes + c.resp_ip_bytes)
-        records = []
-        for c in busiest:
-            rec = table.record(c)  # a provisional record, judged against the kernel as of now
+        # The busiest first; at most JUDGED of them judged a frame (about 16 µs each): their
+        # records so far, judged against the kernel as of now.
+        active, closing, records = live.engine.open_connections(JUDGED, CLOSED_STATES)
+        for rec in records:
             live.view.judge(rec)
-            records.append(rec)
         unattributed = (sum(1 for r in records if r.verdict == "unattributed")
                         + live.verdicts.get("unattributed", 0))
-        at_least = "≥" if len(busiest) < len(active) else ""  # some were not judged
+        at_least = "≥" if len(records) < active else ""  # some were not judged
         ks = live.capture.kernel_stats()
         head = Text.assemble(
             ("sniffer live ", "bold"), literal(live.capture.interface, "bold cyan"),
             f"  {self._rate:,.0f} pkt/s  drops {ks.get('dropped', 0)}  "
-            f"active {len(active)}  done {live.finished + closing}  ",
+            f"active {active}  done {live.finished + closing}  ",
             (f"unattributed {at_least}{unattributed}", "bold red" if unattributed else "green"))
         shown = records[: self.rows]
         columns = active_columns(shown)
@@ -146,8 +136,8 @@ class Dashboard:
         conns = fitted_table(columns, names, box=None, expand=True, header_style="bold",
                              pad_edge=False)
         title = "active connections"
-        if len(shown) < len(active):
-            title += f" ({len(shown)} busiest of {len(active)})"
+        if len(shown) < active:
+            title += f" ({len(shown)} busiest of {active})"
         panels = [head, Panel(conns if shown else Text("no active connections", style="dim"),
                               title=title, title_align="left")]
         if live.recent:

@@ -447,7 +447,7 @@ pub enum TableEvent {
         firing: Firing,
     },
     Weird(WeirdEvent),
-    /// A connection's first packet (`live` looks its socket up): its slot's record so far.
+    /// A connection's first packet (`live` looks its socket up), in frame `frame`.
     New {
         ts: f64,
         proto: u8,
@@ -456,7 +456,56 @@ pub enum TableEvent {
         resp_h: Addr,
         resp_p: u16,
         uid: String,
+        frame: u64,
     },
+    /// With `facts`: every decoded IP packet, before the table handles it (what the
+    /// detectors' `packet` hook reads).
+    Packet(Box<PacketFact>),
+    /// With `facts`: a TCP segment the machine took, after it was counted (the detectors'
+    /// `tcp` hook).
+    Segment(Box<SegmentFact>),
+}
+
+/// A decoded packet as the detectors see it: the Python decoder's tuple and its tunnels.
+#[derive(Clone, Debug)]
+pub struct PacketFact {
+    pub ts: f64,
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
+    pub ip_len: u64,
+    pub l4: Vec<u8>,
+    pub l4_len: usize,
+    pub ttl: u8,
+    pub encap: Option<Encap>,
+}
+
+/// A TCP segment and its connection as they stand after it.
+#[derive(Clone, Debug)]
+pub struct SegmentFact {
+    pub ts: f64,
+    pub uid: String,
+    pub key: FlowKey,
+    pub orig_h: Addr,
+    pub orig_p: u16,
+    pub resp_h: Addr,
+    pub resp_p: u16,
+    pub orig_pkts: u64,
+    pub resp_pkts: u64,
+    pub is_orig: bool,
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    pub payload: Vec<u8>,
+    pub ttl: u8,
+}
+
+/// An open connection, for `live`'s dashboard: its record so far and its size.
+#[derive(Clone, Debug)]
+pub struct OpenConn {
+    pub rec: ConnRecord,
+    pub ip_bytes: u64,
 }
 
 /// A timer in the heap, ordered as the Python tuple `(when, serial, kind, gen, seq)`
@@ -657,6 +706,8 @@ pub struct FlowTable {
     pub weird_events: bool,
     /// Report new connections (`live` looks their sockets up).
     pub new_events: bool,
+    /// Report every packet and TCP segment (the detectors watch them).
+    pub facts: bool,
     /// When set, finished connections are written here as conn.log rows (Zeek TSV, one per
     /// line) instead of reported as records: nothing else wants the record.
     pub rows: Option<String>,
@@ -738,10 +789,52 @@ impl FlowTable {
             events: Vec::new(),
             weird_events: false,
             new_events: false,
+            facts: false,
             rows: None,
             scratch: Default::default(),
             settings,
         }
+    }
+
+    /// The uid of the open connection with `key`, if there is one (the detectors' look-ups).
+    pub fn uid_of(&self, key: &FlowKey) -> Option<String> {
+        self.find(key).and_then(|s| self.flow(s)).map(Flow::uid)
+    }
+
+    /// `live`'s dashboard: how many open connections are active and how many are over but
+    /// waiting for their timers (conn_state one of `closed`), and the records so far of the
+    /// `limit` busiest active ones (by IP bytes, both ways), busiest first.
+    pub fn open_connections(
+        &mut self,
+        limit: usize,
+        closed: &[&str],
+    ) -> (usize, usize, Vec<OpenConn>) {
+        let (mut active, mut closing) = (Vec::new(), 0usize);
+        for s in self.oldest_first(u32::MAX).collect::<Vec<_>>() {
+            let Some(f) = self.flow(s) else { continue };
+            let (state, bytes) = match &f.state {
+                State::Tcp(t) => (t.conn_state(), t.orig_ip_bytes + t.resp_ip_bytes),
+                State::Simple(c) => (c.conn_state(f.proto()), c.orig_ip_bytes + c.resp_ip_bytes),
+            };
+            if closed.contains(&state) {
+                closing += 1;
+            } else {
+                active.push((bytes, s));
+            }
+        }
+        let n = active.len();
+        // (stable, as heapq.nlargest: the older first among equals)
+        active.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let mut out = Vec::new();
+        for (bytes, s) in active.into_iter().take(limit) {
+            if let Some(f) = self.slab.get(s as usize).and_then(Option::as_ref).cloned() {
+                out.push(OpenConn {
+                    rec: self.record(&f),
+                    ip_bytes: bytes,
+                });
+            }
+        }
+        (n, closing, out)
     }
 
     /// Connections in the table.
@@ -1068,6 +1161,7 @@ impl FlowTable {
                     resp_h: *f.resp_h(),
                     resp_p,
                     uid: f.uid(),
+                    frame: self.frame,
                 });
             }
         }
@@ -1310,6 +1404,19 @@ impl FlowTable {
     ) {
         self.tick(ts);
         let pkt = Pkt { p, frame };
+        if self.facts {
+            self.events.push(TableEvent::Packet(Box::new(PacketFact {
+                ts,
+                src: p.src,
+                dst: p.dst,
+                proto: p.proto,
+                ip_len: p.ip_len,
+                l4: pkt.l4().to_vec(),
+                l4_len: p.l4_len,
+                ttl: p.ttl,
+                encap: encap.cloned(),
+            })));
+        }
         match p.proto {
             6 => self.tcp_packet(ts, &pkt, encap),
             17 => self.udp_packet(dec, ts, &pkt, encap),
@@ -1684,6 +1791,31 @@ impl FlowTable {
         }) = self.flow_mut(slot)
         {
             t.count(is_orig, p.ip_len);
+        }
+        if self.facts {
+            if let Some(f) = self.flow(slot) {
+                if let State::Tcp(t) = &f.state {
+                    let fact = SegmentFact {
+                        ts,
+                        uid: f.uid(),
+                        key: f.key,
+                        orig_h: *f.orig_h(),
+                        orig_p: t.orig_p,
+                        resp_h: *f.resp_h(),
+                        resp_p: t.resp_p,
+                        orig_pkts: t.orig_pkts,
+                        resp_pkts: t.resp_pkts,
+                        is_orig,
+                        flags,
+                        seq,
+                        ack,
+                        win,
+                        payload: l4.get(hdr_len..).unwrap_or_default().to_vec(),
+                        ttl: p.ttl,
+                    };
+                    self.events.push(TableEvent::Segment(Box::new(fact)));
+                }
+            }
         }
     }
 
