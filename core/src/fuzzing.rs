@@ -128,7 +128,11 @@ fn fuzz_engine(lenient: bool) -> Engine {
     settings.table.likely_server_ports = vec![(80, 6), (443, 6), (22, 6), (53, 17), (123, 17)];
     settings.decode.ignore_checksums = lenient;
     settings.table.ignore_checksums = lenient;
-    let sink = if lenient { Sink::ZeekRows } else { Sink::Records };
+    let sink = if lenient {
+        Sink::ZeekRows
+    } else {
+        Sink::Records
+    };
     let mut engine = Engine::new(settings, sink, true);
     engine.set_new_events(true);
     engine.table.facts = true;

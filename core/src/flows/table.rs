@@ -300,8 +300,8 @@ impl SimpleConn {
 /// TCP (Zeek's machine) or one of the simple trackers.
 #[derive(Clone, Debug)]
 pub enum State {
-    Tcp(Box<TcpConn>),
-    Simple(Box<SimpleConn>),
+    Tcp(TcpConn),
+    Simple(SimpleConn),
 }
 
 /// One connection in the table.
@@ -312,7 +312,8 @@ pub struct Flow {
     /// The serial number: `(frame << 16) | creation within the frame`.
     pub seq_no: u64,
     inactivity_timeout: f64,
-    inact_gen: u32,
+    /// (a u16: the timeout changes a few times in a connection's life, never 65,536)
+    inact_gen: u16,
     /// Whether the first packet came from the key's `a` end: the originator unless flipped.
     from_a: bool,
     tunnels: Option<Box<Tunnels>>,
@@ -378,9 +379,9 @@ impl Flow {
         }
     }
 
-    fn timer_gen(&self) -> u32 {
+    fn timer_gen(&self) -> u16 {
         match &self.state {
-            State::Tcp(t) => u32::from(t.timer_gen),
+            State::Tcp(t) => u16::from(t.timer_gen),
             State::Simple(_) => 0,
         }
     }
@@ -515,8 +516,8 @@ pub struct OpenConn {
 struct Timer {
     when: f64,
     serial: u64,
-    gen: u32,
     slot: u32,
+    gen: u16,
     kind: u8,
 }
 
@@ -551,10 +552,13 @@ impl Ord for Timer {
 #[derive(Debug, Default)]
 struct Timers {
     heap: BinaryHeap<Reverse<Timer>>,
+    /// How many were left by the last compaction: the next one waits until the heap has
+    /// doubled (a flood evicts connections long before their timers are due).
+    kept: usize,
 }
 
 impl Timers {
-    fn push(&mut self, when: f64, serial: u64, kind: u8, gen: u32, slot: u32) {
+    fn push(&mut self, when: f64, serial: u64, kind: u8, gen: u16, slot: u32) {
         self.heap.push(Reverse(Timer {
             when,
             serial,
@@ -607,7 +611,7 @@ struct Ctx<'a> {
     serial: u64,
     slot: u32,
     inactivity_timeout: &'a mut f64,
-    inact_gen: &'a mut u32,
+    inact_gen: &'a mut u16,
     weirds: Vec<&'static str>,
     remove: bool,
 }
@@ -617,7 +621,7 @@ impl Ctx<'_> {
         if timeout == *self.inactivity_timeout {
             return;
         }
-        *self.inact_gen += 1;
+        *self.inact_gen = self.inact_gen.wrapping_add(1);
         if timeout != 0.0 {
             self.timers.push(
                 last_time + timeout,
@@ -642,7 +646,7 @@ impl TcpContext for Ctx<'_> {
         self.set_inactivity(last_time, timeout);
     }
     fn add_timer(&mut self, when: f64, kind: u8, timer_gen: u64) {
-        let gen = u32::try_from(timer_gen).unwrap_or(u32::MAX); // (at most 2: tcp.rs)
+        let gen = u16::try_from(timer_gen).unwrap_or(u16::MAX); // (at most 2: tcp.rs)
         self.timers.push(when, self.serial, kind, gen, self.slot);
     }
     /// Zeek's inactivity.zeek: 1 h for ports like 21, 22, 23 once established. The service
@@ -685,6 +689,9 @@ pub struct FlowTable {
     index: HashTable<u32>,
     hasher: RandomState,
     slab: Vec<Option<Flow>>,
+    /// Each slot's occupant's serial number (0: free), dense beside the slab: the timers and
+    /// the creation log test whether their connection is still there without touching it.
+    serials: Vec<u64>,
     free: Vec<u32>,
     /// The creation log: (serial, slot) in creation order, which is serial order; entries of
     /// ended connections stay until the log is compacted. Eviction and the end of input go
@@ -776,6 +783,7 @@ impl FlowTable {
             index: HashTable::new(),
             hasher: RandomState::default(),
             slab: Vec::new(),
+            serials: Vec::new(),
             free: Vec::new(),
             order: VecDeque::new(),
             timers: Timers::default(),
@@ -908,7 +916,8 @@ impl FlowTable {
     }
 
     fn maybe_compact(&mut self) {
-        if self.timers.heap.len() > 4 * self.index.len() + 4096 {
+        let len = self.timers.heap.len();
+        if len > 4 * self.index.len() + 4096 && len > 2 * self.timers.kept + 4096 {
             self.compact_timers();
         }
     }
@@ -916,14 +925,11 @@ impl FlowTable {
     /// Drop the timers of removed connections: evictions end connections long before their
     /// timers, so without this a flood would keep a timer for every connection it ever made.
     fn compact_timers(&mut self) {
-        let slab = &self.slab;
-        let live = |t: &Timer| {
-            slab.get(t.slot as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|f| f.seq_no == t.serial)
-        };
+        let serials = &self.serials;
+        let live = |t: &Timer| serials.get(t.slot as usize) == Some(&t.serial);
         let heap = std::mem::take(&mut self.timers.heap);
         self.timers.heap = heap.into_iter().filter(|Reverse(t)| live(t)).collect();
+        self.timers.kept = self.timers.heap.len();
     }
 
     fn set_inactivity_timeout(&mut self, slot: u32, timeout: f64) {
@@ -931,7 +937,7 @@ impl FlowTable {
         if timeout == f.inactivity_timeout {
             return;
         }
-        f.inact_gen += 1;
+        f.inact_gen = f.inact_gen.wrapping_add(1);
         f.inactivity_timeout = timeout;
         let when = f.last_time() + timeout;
         if timeout != 0.0 {
@@ -948,12 +954,12 @@ impl FlowTable {
             let Some(Reverse(tm)) = self.timers.heap.pop() else {
                 break;
             };
+            if self.serials.get(tm.slot as usize) != Some(&tm.serial) {
+                continue; // its connection is gone (the slot may hold another)
+            }
             let Some(f) = self.flow(tm.slot) else {
                 continue;
             };
-            if f.seq_no != tm.serial {
-                continue; // its connection is gone (the slot may hold another)
-            }
             let (last, timeout, inact_gen, timer_gen) = (
                 f.last_time(),
                 f.inactivity_timeout,
@@ -1080,7 +1086,7 @@ impl FlowTable {
         let s = &self.settings;
         let (state, timeout) = if proto == 6 {
             let c = TcpConn::new(ts, sport, dport);
-            (State::Tcp(Box::new(c)), s.udp_inactivity_timeout)
+            (State::Tcp(c), s.udp_inactivity_timeout)
         } else {
             let timeout = match proto {
                 17 => s.udp_inactivity_timeout,
@@ -1088,7 +1094,7 @@ impl FlowTable {
                 _ => s.unknown_ip_inactivity_timeout,
             };
             let c = SimpleConn::new(ts, sport, dport);
-            (State::Simple(Box::new(c)), timeout)
+            (State::Simple(c), timeout)
         };
         let from_a = key.a == src && (key.pa == sport || key.a != key.b);
         let mut flow = Flow {
@@ -1116,18 +1122,22 @@ impl FlowTable {
                 if let Some(s) = self.slab.get_mut(slot as usize) {
                     *s = Some(flow);
                 }
+                if let Some(q) = self.serials.get_mut(slot as usize) {
+                    *q = serial;
+                }
                 slot
             }
             None => {
                 self.slab.push(Some(flow));
+                self.serials.push(serial);
                 u32::try_from(self.slab.len() - 1).unwrap_or(u32::MAX)
             }
         };
         self.order.push_back((serial, slot));
         if self.order.len() > 2 * self.index.len() + 1024 {
-            let slab = &self.slab;
+            let serials = &self.serials;
             self.order
-                .retain(|(q, s)| matches!(slab.get(*s as usize), Some(Some(f)) if f.seq_no == *q));
+                .retain(|(q, s)| serials.get(*s as usize) == Some(q));
         }
         self.set_inactivity_timeout(slot, timeout);
         let when = self.network_time;
@@ -1259,7 +1269,7 @@ impl FlowTable {
     fn oldest_first(&self, new: u32) -> impl Iterator<Item = u32> + '_ {
         self.order
             .iter()
-            .filter(move |(q, s)| *s != new && self.flow(*s).is_some_and(|f| f.seq_no == *q))
+            .filter(move |(q, s)| *s != new && self.serials.get(*s as usize) == Some(q))
             .map(|(_, s)| *s)
     }
 
@@ -1273,6 +1283,9 @@ impl FlowTable {
             entry.remove();
         }
         self.free.push(slot);
+        if let Some(q) = self.serials.get_mut(slot as usize) {
+            *q = 0;
+        }
         if let Some(mut out) = self.rows.take() {
             self.write_row(&mut out, &flow);
             out.push('\n');
@@ -1387,9 +1400,11 @@ impl FlowTable {
         self.firing = Firing::Packet;
         self.index.clear();
         self.slab.clear();
+        self.serials.clear();
         self.free.clear();
         self.order.clear();
         self.timers.heap.clear();
+        self.timers.kept = 0;
     }
 
     // -- per packet -----------------------------------------------------------------------
@@ -1994,16 +2009,14 @@ impl FlowTable {
 }
 
 #[cfg(test)]
-mod size_probe {
+mod sizes {
+    /// The per-connection budget (issue 14: about 300 bytes for TCP in the core): the slab's
+    /// entry, the TCP machine and a timer stay this small.
     #[test]
-    fn sizes() {
-        eprintln!(
-            "Flow {} TcpConn {} Endpoint {} SimpleConn {} FlowKey {}",
-            std::mem::size_of::<super::Flow>(),
-            std::mem::size_of::<super::TcpConn>(),
-            std::mem::size_of::<super::tcp::Endpoint>(),
-            std::mem::size_of::<super::SimpleConn>(),
-            std::mem::size_of::<super::FlowKey>()
-        );
+    fn connection_state_stays_compact() {
+        assert!(std::mem::size_of::<super::Flow>() <= 272);
+        assert!(std::mem::size_of::<super::TcpConn>() <= 192);
+        assert!(std::mem::size_of::<super::SimpleConn>() <= 120);
+        assert!(std::mem::size_of::<super::Timer>() <= 24);
     }
 }
