@@ -1,8 +1,10 @@
 """The seam between the per-packet path and everything else: frames in, events out.
 
-One `Engine` owns decode (link layers, IP, fragments, tunnels), the flow table, its timers and
-the building of records. `sniffer read`, `sniffer live` and the `--workers` shards only feed it
-frames and take its events, in the order they happened:
+One engine owns decode (link layers, IP, fragments, tunnels), the flow table, its timers and
+the building of records: `CoreEngine`, the compiled one (`sniffer._core`, Rust), or `Engine`,
+the Python reference it is held to (tests/test_core_engine.py; `SNIFFER_ENGINE=python` runs
+it). `sniffer read`, `sniffer live` and the `--workers` shards only feed it frames and take its
+events, in the order they happened:
 
 * `Finished`  a finished connection record (`sniffer.flows.conn.Conn`, Zeek's conn.log row,
   not yet judged), with the key that orders it
@@ -10,10 +12,9 @@ frames and take its events, in the order they happened:
 * `NewConn`  a connection's first packet (with `notices=True`: `live` looks its socket up)
 
 Everything else is the scripting layer's, in Python: the kernel view and its verdicts, the
-detectors' policy, the outputs. This is the shape the compiled core keeps (docs/ARCHITECTURE
-in ../shared describes the split): frames cross in batches, events come back in batches. The
-detectors' per-packet hooks are the one coupling left: they observe packets inside the table
-(`detectors`), until the core raises their facts as events too.
+detectors' policy, the outputs (Zeek's split: docs/ARCHITECTURE in ../shared). Frames cross in
+batches, events come back in batches; with detectors the core also reports each packet and TCP
+segment, which reach their hooks in order.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sniffer.config import Settings
+from sniffer.errors import SnifferError
 from sniffer.flows.conn import Conn
 from sniffer.stats import LoggedStats, Stats
 
@@ -209,8 +211,10 @@ class CoreEngine:
 
     def __init__(self, settings: Settings, stats: Stats, *, detectors=None,
                  weirds: bool = False, notices: bool = False,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, source: str = "input") -> None:
         from sniffer import _core
+        self._errors = (_core.CoreError, _core.PanicException)
+        self.source = source  # what an internal error names (the files, the interface)
         self.core = _core.Engine(settings, rows=False, weirds=weirds, shard=shard,
                                  notices=notices, facts=detectors is not None)
         self.stats = stats
@@ -224,6 +228,7 @@ class CoreEngine:
         self.dirs: list = []
         self.dirs_base = 1
         self.logged = None
+        self._weird = None
         if weirds:
             if not isinstance(stats, LoggedStats):
                 raise TypeError("weirds=True needs LoggedStats: the capture's anomalies come "
@@ -276,17 +281,24 @@ class CoreEngine:
         if self.pending:
             batch = self.pending[:]
             self.pending.clear()
-            self.core.feed(batch)
+            try:
+                self.core.feed(batch)
+            except self._errors as e:
+                raise self._bug(e) from None
         self._collect()
+
+    def _bug(self, e: BaseException) -> SnifferError:
+        """A panic in the core (a bug, caught at its boundary) as one line: the input and the
+        frame it met."""
+        message = e.args[1] if isinstance(e, self._errors[0]) and len(e.args) > 1 else str(e)
+        return SnifferError(f"{self.source}: {message}")
 
     def _collect(self) -> None:
         events, detectors = self.events, self.detectors
         for ev in self.core.take_events():
             kind = ev[0]
             if kind == "F":
-                conn, rest = ev[1], ev[2]
-                c = Conn(*conn, *rest[:9], None, rest[9])
-                events.append(Finished(c, rest[10], rest[11]))
+                events.append(Finished(_record(ev[1], ev[2]), ev[2][10], ev[2][11]))
             elif kind == "W":
                 events.append(self._weird(ev[1], ev[2], ev[4], ev[5], ev[6], ev[7], ev[8],
                                           source=ev[3]))
@@ -318,14 +330,16 @@ class CoreEngine:
         """(active, closing, the records so far of the `limit` busiest active connections):
         `live`'s dashboard (closing: conn_state in `closed`, over but not yet expired)."""
         active, closing, items = self.core.open_connections(limit, list(closed))
-        return active, closing, [Conn(*conn, *rest[:9], None, rest[9])
-                                 for _, conn, rest in items]
+        return active, closing, [_record(conn, rest) for _, conn, rest in items]
 
     def finish(self) -> None:
         self._run()
         if self.detectors is not None:
             self.detectors.flush()  # (before the table's flush, as the Python engine)
-        self.core.finish()
+        try:
+            self.core.finish()
+        except self._errors as e:
+            raise self._bug(e) from None
         self._collect()
         self.dirs.clear()
         self.dirs_base = 1
@@ -333,6 +347,12 @@ class CoreEngine:
         for key, n in self.core.counters().items():
             # (a plain dict update: the core reported these anomalies as events already)
             dict.__setitem__(stats, key, stats.get(key, 0) + n)
+
+
+def _record(conn: tuple, rest: tuple) -> Conn:
+    """A `Conn` from the core's record tuples (its first 12 fields, then the 10 after
+    `service`, which the core leaves unset)."""
+    return Conn(*conn, *rest[:9], None, rest[9])
 
 
 @dataclass(slots=True)

@@ -54,7 +54,7 @@ class Live:
             self.engine = Engine(settings, self.stats, detectors=self.detectors, notices=True)
         else:
             self.engine = CoreEngine(settings, self.stats, detectors=self.detectors,
-                                     notices=True)
+                                     notices=True, source=args.interface)
         # Kernel events that arrive while a block's events are dispatched (the look-ups of its
         # new connections) are applied and recorded after them: a replay of the recording
         # sees them after the block's packets, and must judge its records the same way.

@@ -59,7 +59,7 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     """
     if not python_engine():
         engine = CoreEngine(settings, stats, detectors=detectors, weirds=weird is not None,
-                            shard=shard)
+                            shard=shard, source=", ".join(paths))
     else:  # the reference (SNIFFER_ENGINE=python)
         if shard is not None:
             from sniffer.workers import make_owner
@@ -176,7 +176,10 @@ def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output",
     except (BadInputError, Interrupted) as exc:
         error = exc
     finally:
-        engine.finish()
+        try:
+            engine.finish()
+        except (_core.CoreError, _core.PanicException) as e:  # (a bug: reported, not raised)
+            error = error or _bad(path, e, walker.offset)
         write()
         for key, n in engine.counters().items():
             stats[key] += n

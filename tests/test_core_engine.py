@@ -216,3 +216,24 @@ def test_scenario_alerts_identical(scenario, tmp_path, monkeypatch):
     path = pcapkit.write(tmp_path, scenario.build())
     n = _same_alerts(path, tuple(scenario.args), monkeypatch)
     assert n or not scenario.expected, "the scenario raised nothing on either engine"
+
+
+def test_a_panic_in_the_engine_is_one_error_line(capfd):
+    """A panic inside the compiled engine (a bug: here one a test hook asks for) reaches the
+    caller as one SnifferError line naming the input and the frame; Rust prints nothing, and
+    the engine stays failed."""
+    from sniffer.errors import SnifferError
+
+    frames = corediff.traffic(random.Random(7), 20)
+    engine = CoreEngine(Settings(), LoggedStats(), source="x.pcap")
+    engine.feed(frames[:10])
+    engine.core._panic_next_call()
+    with pytest.raises(SnifferError) as info:
+        engine.feed(frames[10:])
+    text = str(info.value)
+    assert text.startswith("x.pcap: internal error in the compiled core (a bug) at frame 10: ")
+    assert "panic requested" in text and "\n" not in text
+    with pytest.raises(SnifferError):
+        engine.finish()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -853,6 +853,8 @@ fn addr_text(a: Option<decode::Addr>) -> Option<String> {
 struct PyEngine {
     engine: Engine,
     broken: Option<String>,
+    /// Test hook: panic inside the next call (checks the boundary).
+    panic_next: bool,
 }
 
 impl PyEngine {
@@ -865,7 +867,18 @@ impl PyEngine {
             return Err(core_error(None, msg.clone(), None));
         }
         let engine = &mut self.engine;
-        match py.detach(|| guarded(|| f(engine))) {
+        let panic_next = std::mem::take(&mut self.panic_next);
+        match py.detach(|| {
+            guarded(|| {
+                if panic_next {
+                    #[allow(clippy::panic)]
+                    {
+                        panic!("panic requested by _panic_next_call()");
+                    }
+                }
+                f(engine)
+            })
+        }) {
             Ok(v) => Ok(v),
             Err(msg) => {
                 let frame = self.engine.frames;
@@ -906,7 +919,13 @@ impl PyEngine {
         Ok(PyEngine {
             engine,
             broken: None,
+            panic_next: false,
         })
+    }
+
+    /// Test hook: make the next call panic inside the core (the boundary must report it).
+    fn _panic_next_call(&mut self) {
+        self.panic_next = true;
     }
 
     /// Network time: the latest frame's time.

@@ -552,9 +552,6 @@ impl Ord for Timer {
 #[derive(Debug, Default)]
 struct Timers {
     heap: BinaryHeap<Reverse<Timer>>,
-    /// How many were left by the last compaction: the next one waits until the heap has
-    /// doubled (a flood evicts connections long before their timers are due).
-    kept: usize,
 }
 
 impl Timers {
@@ -782,7 +779,9 @@ impl FlowTable {
             dns_ports,
             index: HashTable::new(),
             hasher: RandomState::default(),
-            slab: Vec::new(),
+            // A bounded table's slab is reserved whole (untouched pages cost nothing; a
+            // doubling Vec would hold up to twice the bound, and both copies while growing).
+            slab: Vec::with_capacity(settings.max_flows.saturating_add(1).min(1 << 22)),
             serials: Vec::new(),
             free: Vec::new(),
             order: VecDeque::new(),
@@ -916,8 +915,7 @@ impl FlowTable {
     }
 
     fn maybe_compact(&mut self) {
-        let len = self.timers.heap.len();
-        if len > 4 * self.index.len() + 4096 && len > 2 * self.timers.kept + 4096 {
+        if self.timers.heap.len() > 4 * self.index.len() + 4096 {
             self.compact_timers();
         }
     }
@@ -929,7 +927,6 @@ impl FlowTable {
         let live = |t: &Timer| serials.get(t.slot as usize) == Some(&t.serial);
         let heap = std::mem::take(&mut self.timers.heap);
         self.timers.heap = heap.into_iter().filter(|Reverse(t)| live(t)).collect();
-        self.timers.kept = self.timers.heap.len();
     }
 
     fn set_inactivity_timeout(&mut self, slot: u32, timeout: f64) {
@@ -1404,7 +1401,6 @@ impl FlowTable {
         self.free.clear();
         self.order.clear();
         self.timers.heap.clear();
-        self.timers.kept = 0;
     }
 
     // -- per packet -----------------------------------------------------------------------
