@@ -1,6 +1,8 @@
-"""The long differential run: generated traffic through both engines until the time is up.
+"""The long differential runs: generated traffic through both engines until the time is up,
+or every mutant of the mutation sweep.
 
     python bench/core_diff_soak.py [--minutes 30] [--seed N] [--frames 2000]
+    python bench/core_diff_soak.py --sweep     # the sweep's mutants (tests/test_mutation_sweep.py)
 
 Each round draws a seed, settings (the table's bound, checksums ignored or not) and a length,
 makes that traffic (tests/corediff.py: conversations, tunnels, fragments, bad checksums, cut
@@ -8,6 +10,9 @@ frames, time jumps) and requires the compiled engine's records, weirds and stats
 Python reference's (tests/test_core_engine.py does the same on a bounded number of examples in
 CI). The first difference stops the run and prints its seed, settings and length: the same
 frames come back from `corediff.traffic(random.Random(seed), n)`.
+
+`--sweep` makes every mutant the mutation sweep makes (the same operators and seeds, gzip
+ones included) and requires the same of the two engines on each, the input error included.
 """
 
 from __future__ import annotations
@@ -25,13 +30,56 @@ import corediff  # noqa: E402
 from sniffer.config import Settings  # noqa: E402
 
 
+def sweep() -> int:
+    """Both engines on every mutant of the sweep; the first difference stops the run."""
+    import gzip
+    import tempfile
+
+    import test_mutation_sweep as ms
+    from mutants import Capture, mutate
+
+    files = ms.corpus_files()
+    work = Path(tempfile.mkdtemp(prefix="sniffer-diff-sweep-"))
+    done = 0
+    start = time.monotonic()
+    for index, count in ms.plan():
+        path = files[index]
+        rel = path.relative_to(ms.CORPUS).as_posix()
+        raw, gz = ms.load(path)
+        cap = Capture.parse(raw)
+        for k in range(count):
+            rng = random.Random(f"{rel}:{k}")
+            if gz and k % 4 == 3:
+                op, data = mutate(Capture.parse(path.read_bytes()), rng)
+            else:
+                op, data = mutate(cap, rng)
+                if gz:
+                    data = gzip.compress(data, 1)
+            mutant = work / f"m{''.join(path.suffixes[:1])}"
+            mutant.write_bytes(data)
+            problems = corediff.compare_file(mutant)
+            if problems:
+                keep = work / f"diff-{index}-{k}{''.join(path.suffixes[:1])}"
+                mutant.rename(keep)
+                print(f"{rel} mutant {k} ({op}): differences\n  " + "\n  ".join(problems)
+                      + f"\n  input kept as {keep}")
+                return 1
+            done += 1
+    print(f"done: {done} mutants of {len(files)} captures in "
+          f"{(time.monotonic() - start) / 60:.1f} min, no difference")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
     ap.add_argument("--frames", type=int, default=2000, help="largest round, in frames")
+    ap.add_argument("--sweep", action="store_true", help="the mutation sweep's mutants instead")
     args = ap.parse_args()
+    if args.sweep:
+        return sweep()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     end = time.monotonic() + args.minutes * 60
     rounds = frames = 0

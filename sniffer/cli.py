@@ -122,7 +122,7 @@ def memory_mib() -> int:
 
 
 # The ranges of the numeric options (docs/read.md, docs/live.md, docs/sockets.md).
-MAX_FLOWS = Range(int, 0, 100_000_000)  # ~1.7 kB each: 170 GB
+MAX_FLOWS = Range(int, 0, 100_000_000)  # ~850 B each at most: 85 GB
 FRAG_DATAGRAMS = Range(int, 1, 10_000_000)
 FRAG_MIB = Range(int, 1, 65536, "MiB")
 MAX_ROWS = Range(int, 0, 1_000_000_000)

@@ -215,7 +215,7 @@ class CoreEngine:
         from sniffer import _core
         self._errors = (_core.CoreError, _core.PanicException)
         self.source = source  # what an internal error names (the files, the interface)
-        self.core = _core.Engine(settings, rows=False, weirds=weirds, shard=shard,
+        self.core = _core.Engine(settings, weirds=weirds, shard=shard,
                                  notices=notices, facts=detectors is not None)
         self.stats = stats
         self.events: list = []

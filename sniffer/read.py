@@ -136,10 +136,10 @@ def plain_pcap(path: str) -> bool:
 CORE_BATCH = 65536
 
 
-def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output",
+def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output", fmt: str,
              advance=None) -> BadInputError | Interrupted | None:
-    """`read FILE --format zeek`: the core walks the classic pcap at `path`, tracks it and
-    writes conn.log rows itself; Python only writes the text out. The same rows, stats and
+    """`read FILE --format zeek|json`: the core walks the classic pcap at `path`, tracks it
+    and writes the conn.log rows itself; Python only writes the text out. The same rows, stats and
     errors as run_packets (tests/test_core_engine.py holds the two to each other)."""
     from sniffer import _core
     from sniffer.capture.corepcap import _bad
@@ -149,7 +149,7 @@ def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output",
         walker = _core.PcapWalker(path)
     except (_core.CoreError, _core.PanicException) as e:
         return _bad(path, e, 0)
-    engine = _core.Engine(settings, rows=True)
+    engine = _core.Engine(settings, rows=fmt)
     done = 0
 
     def write() -> None:
@@ -332,12 +332,12 @@ def _run_read(args: argparse.Namespace) -> int:
     from sniffer.detect.engine import from_args
     detectors = from_args(args, settings, stats)
     # The whole per-packet path and the rows in the core: one plain pcap to conn.log text.
-    rows = (fmt == "zeek" and weird is None and detectors is None and len(args.files) == 1
-            and not python_engine() and plain_pcap(args.files[0]))
+    rows = (fmt in ("zeek", "json") and weird is None and detectors is None
+            and len(args.files) == 1 and not python_engine() and plain_pcap(args.files[0]))
 
     def run(advance) -> BadInputError | Interrupted | None:
         if rows:
-            return run_rows(args.files[0], settings, stats, output, advance)
+            return run_rows(args.files[0], settings, stats, output, fmt, advance)
         return run_packets(args.files, settings, stats, output.emit_finished, advance, weird,
                            detectors)
 

@@ -20,7 +20,8 @@ from sniffer.engine import CoreEngine, Engine, Finished
 from sniffer.flows.conn import Conn
 from sniffer.stats import LoggedStats
 
-__all__ = ["Conn", "Traffic", "astuple", "compare", "run", "traffic"]
+__all__ = ["Conn", "Traffic", "astuple", "compare", "compare_file", "differences", "run",
+           "run_file", "traffic"]
 
 Frame = tuple[float, int, bytes, int]
 
@@ -45,10 +46,45 @@ def run(cls, frames: list[Frame], settings: Settings, weirds: bool = True):
     return recs, wrd, {k: v for k, v in stats.items() if v}
 
 
+def run_file(cls, path, settings: Settings):
+    """One engine over a capture file: (records, weirds, stats, the input error or None)."""
+    from sniffer.capture import open_capture
+    from sniffer.errors import BadInputError
+
+    stats = LoggedStats()
+    engine = cls(settings, stats, weirds=True)
+    error = None
+    out: list = []
+    try:
+        engine.feed(open_capture([str(path)], stats))
+    except BadInputError as e:
+        error = str(e)
+    out += engine.take()
+    engine.finish()
+    out += engine.take()
+    recs = [(astuple(e.conn), e.frame, e.firing) for e in out if type(e) is Finished]
+    wrd = [astuple(e) for e in out if type(e) is not Finished]
+    return recs, wrd, {k: v for k, v in stats.items() if v}, error
+
+
 def compare(frames: list[Frame], settings: Settings | None = None) -> list[str]:
     """The differences between the engines on `frames` (empty: identical)."""
     settings = settings or Settings()
-    py, core = run(Engine, frames, settings), run(CoreEngine, frames, settings)
+    return differences(run(Engine, frames, settings), run(CoreEngine, frames, settings))
+
+
+def compare_file(path, settings: Settings | None = None) -> list[str]:
+    """The differences between the engines on a capture file (empty: identical)."""
+    settings = settings or Settings()
+    py, core = run_file(Engine, path, settings), run_file(CoreEngine, path, settings)
+    problems = differences(py[:3], core[:3])
+    if py[3] != core[3]:
+        problems.append(f"input error: python {py[3]!r}, core {core[3]!r}")
+    return problems
+
+
+def differences(py: tuple, core: tuple) -> list[str]:
+    """What differs between two (records, weirds, stats) results."""
     problems = []
     for what, a, b in zip(("record", "weird"), py[:2], core[:2]):
         if a != b:

@@ -31,11 +31,9 @@ import pcapkit
 import scenarios
 import sharedkit
 import zeekcorpus
-from sniffer.capture import open_capture
 from sniffer.cli import build_parser
 from sniffer.config import Settings
 from sniffer.engine import CoreEngine, Engine
-from sniffer.errors import BadInputError
 from sniffer.read import settings_from_args
 from sniffer.stats import LoggedStats
 
@@ -58,28 +56,9 @@ def _settings(args: tuple[str, ...]) -> Settings:
     return settings_from_args(build_parser().parse_args(["read", *args, "x.pcap"]))
 
 
-def _run_capture(cls, path: Path, cfg: Settings):
-    """One engine over a capture file: (records, weirds, stats, the input error if any)."""
-    stats = LoggedStats()
-    engine = cls(cfg, stats, weirds=True)
-    error = None
-    out: list = []
-    try:
-        engine.feed(open_capture([str(path)], stats))
-    except BadInputError as e:
-        error = str(e)
-    out += engine.take()
-    engine.finish()
-    out += engine.take()
-    recs = [(corediff.astuple(e.conn), e.frame, e.firing) for e in out
-            if type(e).__name__ == "Finished"]
-    wrd = [corediff.astuple(e) for e in out if type(e).__name__ != "Finished"]
-    return recs, wrd, {k: v for k, v in stats.items() if v}, error
-
-
 def _same(path: Path, cfg: Settings) -> None:
-    py = _run_capture(Engine, path, cfg)
-    core = _run_capture(CoreEngine, path, cfg)
+    py = corediff.run_file(Engine, path, cfg)
+    core = corediff.run_file(CoreEngine, path, cfg)
     for i, what in enumerate(("records", "weirds", "stats", "error")):
         if py[i] != core[i]:
             if isinstance(py[i], list):
@@ -148,24 +127,28 @@ def _body(text: str) -> list[str]:
 
 
 @pytest.mark.skipif(sharedkit.missing() is not None, reason="shared corpus missing")
+@pytest.mark.parametrize("fmt", ("zeek", "json"))
 @pytest.mark.parametrize("name", FAST_PATH)
-def test_read_rows_fast_path(name, tmp_path):
-    """`read FILE --format zeek`: the core writes the rows; the same log, header to trailer,
-    as the Python engine's records written by the Python writer (the same file fed through
-    standard input takes the general path: frames from Python)."""
+def test_read_rows_fast_path(name, fmt, tmp_path):
+    """`read FILE --format zeek|json`: the core writes the rows; the same log, header to
+    trailer, as the records written by the Python writers (the same file fed through standard
+    input takes the general path: frames from Python, records back), and as the Python
+    engine's records."""
     src = SHARED / name
     fast, slow = tmp_path / "fast.log", tmp_path / "slow.log"
-    cmd = [sys.executable, "-m", "sniffer", "read", "--format", "zeek", "-o"]
+    cmd = [sys.executable, "-m", "sniffer", "read", "--format", fmt, "-o"]
     a = subprocess.run(cmd + [str(fast), str(src)], capture_output=True, text=True)
     with open(src, "rb") as f:
         b = subprocess.run(cmd + [str(slow), "-"], stdin=f, capture_output=True, text=True)
     assert a.returncode == b.returncode == 0, a.stderr + b.stderr
     assert a.stderr == b.stderr
     assert _body(fast.read_text()) == _body(slow.read_text())
+    from sniffer.output.jsonl import format_line
     from sniffer.output.zeek import DEFAULT_FIELDS, format_row
-    recs = _run_capture(Engine, src, Settings())[0]
+    recs = corediff.run_file(Engine, src, Settings())[0]
     rows = [ln for ln in _body(fast.read_text()) if not ln.startswith("#")]
-    expected = [format_row(corediff.Conn(*r[0]), DEFAULT_FIELDS) for r in recs]
+    write = format_row if fmt == "zeek" else format_line
+    expected = [write(corediff.Conn(*r[0]), DEFAULT_FIELDS) for r in recs]
     assert rows == expected
 
 

@@ -10,7 +10,7 @@
 
 use crate::capture::pcap::{self, PcapWalker, WalkError};
 use crate::decode::{self, Decoder};
-use crate::flows::table::{FlowTable, TableEvent, TableSettings};
+use crate::flows::table::{FlowTable, RowFormat, TableEvent, TableSettings};
 use crate::shard::Shard;
 
 /// Everything a run can change (sniffer.config.Settings, the parts the core reads).
@@ -27,6 +27,8 @@ pub enum Sink {
     Records,
     /// Written as Zeek TSV rows, one per line, into `table.rows` (see [`Engine::rows`]).
     ZeekRows,
+    /// Written as JSON lines likewise.
+    JsonRows,
 }
 
 /// The capture's counters the walk adds (pcap record notes), by stats key.
@@ -62,8 +64,11 @@ impl Engine {
     pub fn new(settings: EngineSettings, sink: Sink, weird_events: bool) -> Self {
         let mut table = FlowTable::new(settings.table);
         table.weird_events = weird_events;
-        if sink == Sink::ZeekRows {
+        if sink != Sink::Records {
             table.rows = Some(String::new());
+            if sink == Sink::JsonRows {
+                table.row_format = RowFormat::Json;
+            }
         }
         Engine {
             decoder: Decoder::new(&settings.decode),
@@ -169,7 +174,8 @@ impl Engine {
         Ok(n)
     }
 
-    /// The rows written so far (with [`Sink::ZeekRows`]); the caller clears them once taken.
+    /// The rows written so far (with [`Sink::ZeekRows`] or [`Sink::JsonRows`]); the caller
+    /// clears them once taken.
     pub fn rows(&mut self) -> &mut String {
         self.table.rows.get_or_insert_with(String::new)
     }

@@ -7,10 +7,9 @@
 //! panic outside those calls. No `unsafe` here either (the crate forbids it): PyO3's safe API
 //! is the whole boundary.
 //!
-//! Exposed: the classic pcap walk (`PcapWalker`), and the decode stage for the differential
-//! tests only (`_Decoder`, `decode_batch`, `l4_checksum_ok`, `ones_sum`; the engine still runs
-//! the Python decoder until the flow table moves into the core), and the TCP state machine
-//! alone (`_TcpConn`, for its differential test).
+//! Exposed: the engine (`Engine`), the classic pcap walk (`PcapWalker`), and, for the
+//! differential tests, the decode stage alone (`_Decoder`, `decode_batch`, `l4_checksum_ok`,
+//! `ones_sum`) and the TCP state machine alone (`_TcpConn`).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -841,14 +840,17 @@ fn addr_text(a: Option<decode::Addr>) -> Option<String> {
     a.map(|a| ntop(a.as_bytes()))
 }
 
-/// The compiled engine (sniffer/engine.py's seam): `Engine(settings, rows=False,
-/// weirds=False, shard=None)` (`shard`: `(n, me)`, one of `read --workers n`). Frames go in with `feed(frames)` (`(ts, linktype, data, wirelen)` tuples)
-/// or, for a classic pcap walked by the core, `feed_pcap(walker, max_frames)`, which never
-/// hands a frame to Python; both run with the GIL released. Finished connections come back
-/// from `take_records()` as tuples (the `Conn` fields in order, then the frame and what
-/// ended it), or, with `rows=True`, from `take_rows()` as conn.log text (Zeek TSV, default
-/// fields). `take_weirds()` gives `(ts, name, source, uid, orig_h, orig_p, resp_h, resp_p)`
-/// when `weirds=True`. `finish()` ends the input; `counters()` the stats by their keys.
+/// The compiled engine (sniffer/engine.py's `CoreEngine` drives it): `Engine(settings,
+/// rows=None, weirds=False, shard=None, notices=False, facts=False)` (`shard`: `(n, me)`,
+/// one of `read --workers n`; `notices`: new connections reported; `facts`: every packet and
+/// TCP segment reported, for the detectors). Frames go in with `feed(frames)` (`(ts,
+/// linktype, data, wirelen)` tuples) or, for a classic pcap walked by the core,
+/// `feed_pcap(walker, max_frames)`, which never hands a frame to Python; both run with the
+/// GIL released. What happened comes back in order from `take_events()`; with `rows="zeek"`
+/// or `"json"` finished connections come from `take_rows()` instead, as conn.log text (Zeek
+/// TSV or JSON lines, the default fields). `finish()` ends the input; `counters()` gives the stats by their keys;
+/// `uid_of(key)` and `open_connections(limit, closed)` answer the detectors and `live`'s
+/// dashboard.
 #[pyclass(module = "sniffer._core", name = "Engine")]
 struct PyEngine {
     engine: Engine,
@@ -894,11 +896,11 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (settings, rows = false, weirds = false, shard = None, notices = false,
+    #[pyo3(signature = (settings, rows = None, weirds = false, shard = None, notices = false,
                         facts = false))]
     fn new(
         settings: &Bound<'_, PyAny>,
-        rows: bool,
+        rows: Option<&str>,
         weirds: bool,
         shard: Option<(u32, u32)>,
         notices: bool,
@@ -909,7 +911,15 @@ impl PyEngine {
             table: table_settings(settings)?,
         };
         let decode = s.decode.clone();
-        let sink = if rows { Sink::ZeekRows } else { Sink::Records };
+        let sink = match rows {
+            None => Sink::Records,
+            Some("zeek") => Sink::ZeekRows,
+            Some("json") => Sink::JsonRows,
+            Some(other) => {
+                let msg = format!("rows: 'zeek' or 'json', not {other:?}");
+                return Err(pyo3::exceptions::PyValueError::new_err(msg));
+            }
+        };
         let mut engine = Engine::new(s, sink, weirds);
         if let Some((n, me)) = shard {
             engine.set_shard(n, me, &decode);

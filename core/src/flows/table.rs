@@ -26,6 +26,7 @@ use super::tcp::{self, Segment, TcpConn, TcpContext, TcpSettings};
 use super::uid::{make_uid, KeyPart};
 use crate::decode::checksum::l4_checksum_ok;
 use crate::decode::{Addr, Decoder, Net, NetSet, Packet};
+use crate::output::json;
 use crate::output::zeek::{self, Row};
 use crate::tunnels::{self, Decap, Decapsulator, Kind};
 
@@ -349,20 +350,22 @@ impl Flow {
         }
     }
 
-    pub fn orig_h(&self) -> &Addr {
+    /// (originator, responder) addresses: the key's ends in the first packet's order, swapped
+    /// when the roles were flipped.
+    fn hosts(&self) -> (&Addr, &Addr) {
         if self.flipped() != self.from_a {
-            &self.key.a
+            (&self.key.a, &self.key.b)
         } else {
-            &self.key.b
+            (&self.key.b, &self.key.a)
         }
     }
 
+    pub fn orig_h(&self) -> &Addr {
+        self.hosts().0
+    }
+
     pub fn resp_h(&self) -> &Addr {
-        if self.flipped() != self.from_a {
-            &self.key.b
-        } else {
-            &self.key.a
-        }
+        self.hosts().1
     }
 
     pub fn ports(&self) -> (u16, u16) {
@@ -437,6 +440,15 @@ pub struct WeirdEvent {
     pub orig_p: Option<u16>,
     pub resp_h: Option<Addr>,
     pub resp_p: Option<u16>,
+}
+
+/// The text of conn.log rows the table writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowFormat {
+    /// Zeek's TSV (the default fields).
+    Zeek,
+    /// JSON lines, as Zeek's JSON writer.
+    Json,
 }
 
 /// What the table reports, in the order it happened.
@@ -712,9 +724,10 @@ pub struct FlowTable {
     pub new_events: bool,
     /// Report every packet and TCP segment (the detectors watch them).
     pub facts: bool,
-    /// When set, finished connections are written here as conn.log rows (Zeek TSV, one per
-    /// line) instead of reported as records: nothing else wants the record.
+    /// When set, finished connections are written here as conn.log rows (one per line, in
+    /// `row_format`) instead of reported as records: nothing else wants the record.
     pub rows: Option<String>,
+    pub row_format: RowFormat,
     /// Reused text buffers of the rows (addresses, Community ID).
     scratch: [String; 3],
 }
@@ -798,6 +811,7 @@ impl FlowTable {
             new_events: false,
             facts: false,
             rows: None,
+            row_format: RowFormat::Zeek,
             scratch: Default::default(),
             settings,
         }
@@ -1299,7 +1313,10 @@ impl FlowTable {
 
     /// The conn.log row of a connection as it stands, written to `out` (no record made).
     fn write_row(&mut self, out: &mut String, f: &Flow) {
-        self.with_row(f, |row| zeek::write(out, row));
+        match self.row_format {
+            RowFormat::Zeek => self.with_row(f, |row| zeek::write(out, row)),
+            RowFormat::Json => self.with_row(f, |row| json::write(out, row)),
+        }
     }
 
     /// The record of a connection as it stands (Zeek's conn.log fields).
