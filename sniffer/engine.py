@@ -211,12 +211,14 @@ class CoreEngine:
 
     def __init__(self, settings: Settings, stats: Stats, *, detectors=None,
                  weirds: bool = False, notices: bool = False,
-                 shard: tuple[int, int] | None = None, source: str = "input") -> None:
+                 shard: tuple[int, int] | None = None, source: str = "input",
+                 state: bytes | None = None) -> None:
         from sniffer import _core
         self._errors = (_core.CoreError, _core.PanicException)
         self.source = source  # what an internal error names (the files, the interface)
-        self.core = _core.Engine(settings, weirds=weirds, shard=shard,
-                                 notices=notices, facts=detectors is not None)
+        kw = dict(weirds=weirds, shard=shard, notices=notices, facts=detectors is not None)
+        self.core = (_core.Engine(settings, **kw) if state is None  # (state: from_state)
+                     else _core.Engine.import_state(settings, state, **kw))
         self.stats = stats
         self.events: list = []
         self.pending: list[Frame] = []
@@ -226,7 +228,7 @@ class CoreEngine:
         # The directions (sll_pkttype) of the frames not yet collected, from frame number
         # `dirs_base` on: a NewConn carries its frame's.
         self.dirs: list = []
-        self.dirs_base = 1
+        self.dirs_base = self.core.frames + 1
         self.logged = None
         self._weird = None
         if weirds:
@@ -239,6 +241,24 @@ class CoreEngine:
             # each joins the stream after the frames read before it.
             stats.sink = lambda name, ts: self.note(Weird(ts, name, source="decode"))
             self.logged = stats
+
+    @classmethod
+    def from_state(cls, settings: Settings, stats: Stats, data: bytes, **kw) -> CoreEngine:
+        """An engine that takes over `data` (another's `export_state()`): fed the frames that
+        followed, it gives what that one would have (issue 17 reads rotated files on several
+        machines). `settings` and `shard` should be the exporter's. ValueError when `data` is
+        not a state (or another shard's)."""
+        return cls(settings, stats, state=data, **kw)
+
+    def export_state(self) -> bytes:
+        """The core's state after the frames fed so far (their events are taken here, in
+        `take()`): the open connections, timers, pending fragments, clock and counters. Not in
+        it: the detectors' state and what the reader counted in `stats` itself."""
+        self._run()
+        try:
+            return self.core.export_state()
+        except self._errors as e:
+            raise self._bug(e) from None
 
     @property
     def network_time(self) -> float:

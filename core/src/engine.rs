@@ -8,10 +8,16 @@
 //! layer: verdicts, tables, JSON) or already written as conn.log rows ([`Engine::rows`],
 //! Zeek's TSV, when nothing else needs the record): a row then costs no Python at all.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
 use crate::capture::pcap::{self, PcapWalker, WalkError};
-use crate::decode::{self, Decoder};
-use crate::flows::table::{FlowTable, RowFormat, TableEvent, TableSettings};
+use crate::decode::frag::FragReassembler;
+use crate::decode::{self, Counters, Decoder};
+use crate::flows::table::{FlowTable, RowFormat, TableEvent, TableSettings, TableState};
 use crate::shard::Shard;
+use crate::state;
 
 /// Everything a run can change (sniffer.config.Settings, the parts the core reads).
 #[derive(Clone, Debug, Default)]
@@ -37,6 +43,26 @@ const NOTE_KEYS: [(u8, &str, bool); 3] = [
     (pcap::FLAG_SNAPLEN_TRUNCATED, "snaplen_truncated", false),
     (pcap::FLAG_INVALID_TIMESTAMP, "invalid_timestamp", true),
 ];
+
+/// An engine's exported state ([`Engine::export_state`]; `crate::state` has the format):
+/// borrowed to export, owned once imported.
+#[derive(Serialize, Deserialize)]
+struct EngineState<'a> {
+    /// `(n, me)` of a `--workers` shard: the importer must be the same shard.
+    shard: Option<(u64, u32)>,
+    /// The shard's private decoder's pending fragments.
+    shard_frag: Option<Cow<'a, FragReassembler>>,
+    frames: u64,
+    foreign: u64,
+    wire_bytes: u64,
+    packets: u64,
+    bytes: u64,
+    notes: Vec<(Cow<'a, str>, u64)>,
+    last_ts: f64,
+    decode_counts: Cow<'a, Counters>,
+    frag: Cow<'a, FragReassembler>,
+    table: TableState<'a>,
+}
 
 /// decode -> flows -> records (see the module docs).
 #[derive(Debug)]
@@ -193,6 +219,71 @@ impl Engine {
         self.decoder.flush();
         self.table.decode_weirds(self.last_ts, &mut self.decoder);
         self.table.flush();
+    }
+
+    /// Everything a continuation needs, as bytes (`crate::state`): an engine made with the
+    /// same settings takes it over ([`Engine::import_state`]) and, fed the frames after,
+    /// gives what this one would have. Events and rows not yet taken stay this engine's.
+    pub fn export_state(&self) -> Result<Vec<u8>, String> {
+        let st = EngineState {
+            shard: self.shard.as_ref().map(|(s, me)| (s.workers(), *me)),
+            shard_frag: self
+                .shard
+                .as_ref()
+                .and_then(|s| s.0.frag())
+                .map(Cow::Borrowed),
+            frames: self.frames,
+            foreign: self.foreign,
+            wire_bytes: self.wire_bytes,
+            packets: self.packets,
+            bytes: self.bytes,
+            notes: self
+                .notes
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(*k), *v))
+                .collect(),
+            last_ts: self.last_ts,
+            decode_counts: Cow::Borrowed(&self.decoder.stats),
+            frag: Cow::Borrowed(&self.decoder.frag),
+            table: self.table.state(),
+        };
+        state::encode(&st)
+    }
+
+    /// Take over an exported state. This engine must be new (`new`, and `set_shard` as the
+    /// exporter's); it keeps its settings, sink and event choices. An error if `bytes` are
+    /// not a state or are another shard's (the engine is then to be dropped).
+    pub fn import_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.frames != 0 || self.packets != 0 || !self.table.is_empty() {
+            return Err("a state is imported into a new engine only".to_string());
+        }
+        let st: EngineState = state::decode(bytes)?;
+        let shard = self.shard.as_ref().map(|(s, me)| (s.workers(), *me));
+        if st.shard != shard {
+            return Err(format!(
+                "the state is of shard {:?} (workers, number), this engine of {shard:?}",
+                st.shard
+            ));
+        }
+        let counts_agree = st.foreign <= st.frames
+            && st.packets.checked_add(st.frames - st.foreign).is_some()
+            && st.bytes.checked_add(st.wire_bytes).is_some();
+        if !counts_agree {
+            return Err("damaged engine state: frame counts".to_string());
+        }
+        (self.frames, self.foreign, self.wire_bytes) = (st.frames, st.foreign, st.wire_bytes);
+        (self.packets, self.bytes, self.last_ts) = (st.packets, st.bytes, st.last_ts);
+        self.notes = st
+            .notes
+            .iter()
+            .map(|(k, v)| state::intern(k).map(|k| (k, *v)))
+            .collect::<Result<_, _>>()?;
+        self.decoder.stats = st.decode_counts.into_owned();
+        self.decoder.frag.restore(st.frag.into_owned())?;
+        if let (Some((shard, _)), Some(frag)) = (&mut self.shard, st.shard_frag) {
+            shard.restore_frag(frag.into_owned())?;
+        }
+        self.table.restore(st.table)
     }
 
     /// Every nonzero counter by its Python stats key: decode's, the flows', the capture

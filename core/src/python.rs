@@ -938,6 +938,47 @@ impl PyEngine {
         self.panic_next = true;
     }
 
+    /// The engine's state as bytes (the format of core/src/state.rs): another engine takes it
+    /// over with `Engine.import_state` and, fed the frames after, gives what this one would
+    /// have. Events and rows not yet taken stay this engine's.
+    fn export_state<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = self
+            .run(py, |e| e.export_state())?
+            .map_err(pyo3::exceptions::PyValueError::new_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// `Engine.import_state(settings, data, rows=None, weirds=False, shard=None,
+    /// notices=False, facts=False)`: a new engine, as `Engine(...)` with the same arguments,
+    /// that takes over the state `data` another exported. ValueError when `data` is not a
+    /// state, or is another shard's.
+    #[staticmethod]
+    #[pyo3(signature = (settings, data, rows = None, weirds = false, shard = None,
+                        notices = false, facts = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn import_state(
+        py: Python<'_>,
+        settings: &Bound<'_, PyAny>,
+        data: &[u8],
+        rows: Option<&str>,
+        weirds: bool,
+        shard: Option<(u32, u32)>,
+        notices: bool,
+        facts: bool,
+    ) -> PyResult<Self> {
+        let mut me = Self::new(settings, rows, weirds, shard, notices, facts)?;
+        let engine = &mut me.engine;
+        match py.detach(|| guarded(|| engine.import_state(data))) {
+            Ok(Ok(())) => Ok(me),
+            Ok(Err(msg)) => Err(pyo3::exceptions::PyValueError::new_err(msg)),
+            Err(msg) => {
+                let msg =
+                    format!("internal error in the compiled core (a bug) importing a state: {msg}");
+                Err(core_error(None, msg, None))
+            }
+        }
+    }
+
     /// Network time: the latest frame's time.
     #[getter]
     fn network_time(&self) -> f64 {
@@ -1167,11 +1208,224 @@ impl PyEngine {
     }
 }
 
+// --- pcapng, walked by the core (its Custom Blocks go back to Python raw) -------------------
+
+/// One batch of a pcapng walk: frames as in `Batch`, plus each frame's link type and
+/// direction, and the blocks Python handles itself, in order.
+#[derive(Default)]
+struct NgBatch {
+    span: (usize, usize),
+    offsets: Vec<usize>,
+    lengths: Vec<usize>,
+    wirelens: Vec<u32>,
+    ts: Vec<f64>,
+    flags: Vec<u8>,
+    linktypes: Vec<u16>,
+    directions: Vec<Option<u8>>,
+    /// (frames of the batch before it, the whole Custom Block or None for an unknown block,
+    /// big-endian, the stream's last packet time)
+    rare: Vec<(usize, Option<Vec<u8>>, bool, f64)>,
+}
+
+/// pcapng, walked by the core: `PcapngWalker(path, window=1 MiB, customs=False,
+/// directions=False)`.
+///
+/// `next_batch(max_frames, max_bytes=4 MiB)` returns `(data, offsets, lengths, wirelens, ts,
+/// flags, linktypes, directions, rare)`: the frames as `PcapWalker` gives them (`flags` with
+/// this class's FLAG_* bits too), each frame's link type, its EPB direction (None where the
+/// file says none; an empty list unless `directions`), and `rare`: `(index, block, big_endian,
+/// last_ts)` for each block the Python side handles, met before frame `index` of the batch:
+/// a Custom Block whole (only with `customs`), or None for a block of an unknown type. Empty
+/// lists at the end. Errors as `PcapWalker`'s.
+#[pyclass(module = "sniffer._core", name = "PcapngWalker")]
+struct PyPcapngWalker {
+    walker: crate::capture::pcapng::PcapngWalker<File>,
+    batch: NgBatch,
+    pending: Option<WalkError>,
+    broken: Option<(u64, String)>,
+    directions: bool,
+}
+
+impl PyPcapngWalker {
+    fn fill_batch(&mut self, max_frames: usize, max_bytes: usize) {
+        use crate::capture::pcapng::Block;
+        let b = &mut self.batch;
+        b.span = (0, 0);
+        b.offsets.clear();
+        b.lengths.clear();
+        b.wirelens.clear();
+        b.ts.clear();
+        b.flags.clear();
+        b.linktypes.clear();
+        b.directions.clear();
+        b.rare.clear();
+        // As PcapWalker's: once the batch holds anything, it ends where the next block needs
+        // a read (which may move the buffer its frames lie in).
+        loop {
+            if (!b.offsets.is_empty() || !b.rare.is_empty())
+                && (b.offsets.len() >= max_frames
+                    || b.rare.len() >= max_frames
+                    || b.span.1 - b.span.0 >= max_bytes
+                    || !self.walker.block_buffered())
+            {
+                break;
+            }
+            match self.walker.next_block() {
+                Ok(Some(Block::Frame(f))) => {
+                    if b.offsets.is_empty() {
+                        b.span.0 = f.at;
+                    }
+                    b.offsets.push(f.at - b.span.0);
+                    b.lengths.push(f.data.len());
+                    b.span.1 = f.at + f.data.len();
+                    b.wirelens.push(f.wirelen);
+                    b.ts.push(f.ts);
+                    b.flags.push(f.flags);
+                    b.linktypes.push(f.linktype);
+                    if self.directions {
+                        b.directions.push(f.direction);
+                    }
+                }
+                Ok(Some(Block::Custom {
+                    block,
+                    big_endian,
+                    last_ts,
+                    ..
+                })) => b
+                    .rare
+                    .push((b.offsets.len(), Some(block.to_vec()), big_endian, last_ts)),
+                Ok(Some(Block::Unknown { .. })) => {
+                    b.rare.push((b.offsets.len(), None, false, 0.0));
+                }
+                Ok(Some(Block::Other)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    self.pending = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyPcapngWalker {
+    #[classattr]
+    const FLAG_CAPLEN_OVER_SNAPLEN: u8 = pcap::FLAG_CAPLEN_OVER_SNAPLEN;
+    #[classattr]
+    const FLAG_SNAPLEN_TRUNCATED: u8 = pcap::FLAG_SNAPLEN_TRUNCATED;
+    #[classattr]
+    const FLAG_SPB_NO_TIMESTAMP: u8 = crate::capture::pcapng::FLAG_SPB_NO_TIMESTAMP;
+    #[classattr]
+    const FLAG_OBSOLETE_PACKET_BLOCK: u8 = crate::capture::pcapng::FLAG_OBSOLETE_PACKET_BLOCK;
+
+    #[new]
+    #[pyo3(signature = (path, window = pcap::DEFAULT_WINDOW, customs = false, directions = false))]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        window: usize,
+        customs: bool,
+        directions: bool,
+    ) -> PyResult<Self> {
+        match py.detach(|| File::open(&path)) {
+            Ok(file) => Ok(PyPcapngWalker {
+                walker: crate::capture::pcapng::PcapngWalker::with_window(
+                    file, window, customs, directions,
+                ),
+                batch: NgBatch::default(),
+                pending: None,
+                broken: None,
+                directions,
+            }),
+            Err(e) => Err(walk_error(WalkError::Io(e))),
+        }
+    }
+
+    /// File offset of the next block (of the failing one after an error).
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.walker.offset()
+    }
+
+    /// Packets walked so far.
+    #[getter]
+    fn packets(&self) -> u64 {
+        self.walker.packets()
+    }
+
+    /// The counters that belong to no frame, by the Python reader's stats keys (zeros left
+    /// out).
+    fn notes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let n = self.walker.notes().truncated_final_record;
+        if n != 0 {
+            d.set_item("truncated_final_record", n)?;
+        }
+        Ok(d)
+    }
+
+    #[pyo3(signature = (max_frames, max_bytes = 4 << 20))]
+    fn next_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some((offset, msg)) = &self.broken {
+            return Err(core_error(Some(*offset), msg.clone(), None));
+        }
+        if let Some(e) = self.pending.take() {
+            return Err(walk_error(e));
+        }
+        let max_frames = max_frames.max(1);
+        let outcome = py.detach(|| guarded(|| self.fill_batch(max_frames, max_bytes)));
+        if let Err(msg) = outcome {
+            let offset = self.walker.offset();
+            let msg = format!(
+                "internal error in the compiled core (a bug) at packet {}: {msg}",
+                self.walker.packets().saturating_add(1)
+            );
+            self.broken = Some((offset, msg.clone()));
+            return Err(core_error(Some(offset), msg, None));
+        }
+        if self.batch.offsets.is_empty() && self.batch.rare.is_empty() {
+            if let Some(e) = self.pending.take() {
+                return Err(walk_error(e));
+            }
+        }
+        let b = &self.batch;
+        let data = self
+            .walker
+            .buffer()
+            .get(b.span.0..b.span.1)
+            .unwrap_or_default();
+        let rare = PyList::empty(py);
+        for (index, block, big_endian, last_ts) in &b.rare {
+            let block = block.as_ref().map(|v| PyBytes::new(py, v));
+            rare.append((index, block, big_endian, last_ts))?;
+        }
+        (
+            PyBytes::new(py, data),
+            PyList::new(py, &b.offsets)?,
+            PyList::new(py, &b.lengths)?,
+            PyList::new(py, &b.wirelens)?,
+            PyList::new(py, &b.ts)?,
+            PyBytes::new(py, &b.flags),
+            PyList::new(py, &b.linktypes)?,
+            PyList::new(py, &b.directions)?,
+            rare,
+        )
+            .into_pyobject(py)
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_panic_hook();
     let py = m.py();
     m.add_class::<PyPcapWalker>()?;
+    m.add_class::<PyPcapngWalker>()?;
     m.add("CoreError", py.get_type::<CoreError>())?;
     m.add("PanicException", py.get_type::<PanicException>())?;
     m.add("FLAG_CAPLEN_OVER_SNAPLEN", pcap::FLAG_CAPLEN_OVER_SNAPLEN)?;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
+use crate::decode::frag::FragReassembler;
 use crate::decode::{self, Decoder};
 use crate::tunnels;
 
@@ -46,6 +47,26 @@ impl Shard {
             tcp4: HashMap::default(),
             tcp6: HashMap::default(),
         }
+    }
+
+    /// The number of workers (`n`).
+    pub fn workers(&self) -> u64 {
+        self.n
+    }
+
+    /// The private decoder's pending fragments, for an exported engine state (they decide
+    /// the owner of the fragment that completes a datagram).
+    pub fn frag(&self) -> Option<&FragReassembler> {
+        self.private.as_ref().map(|d| &d.frag)
+    }
+
+    /// Take over the pending fragments of an exported state ([`Shard::frag`]).
+    pub fn restore_frag(&mut self, saved: FragReassembler) -> Result<(), String> {
+        let settings = &self.settings;
+        let dec = self
+            .private
+            .get_or_insert_with(|| Box::new(Decoder::new(settings)));
+        dec.frag.restore(saved)
     }
 
     /// The worker of a packet between `src` and `dst` (`l4`: the transport bytes, read for

@@ -68,7 +68,13 @@ def read_file(path: str, stats: Stats, on_custom: OnCustom | None = None,
             else:
                 yield from frames
         elif is_pcapng(head):
-            yield from read_pcapng(src, stats, on_custom, directions)
+            # A plain file: the core walks its blocks too (tests/test_core_pcapng.py).
+            walk_ng = _core_pcapng() if src.size is not None else None
+            if walk_ng is not None:
+                src.close()
+                yield from walk_ng(path, stats, src.name, on_custom, directions)
+            else:
+                yield from read_pcapng(src, stats, on_custom, directions)
         else:
             raise BadInputError(src.name, 0, f"not a pcap or pcapng capture (magic 0x{head.hex()})")
     finally:
@@ -84,6 +90,17 @@ def _core_pcap():
     except ImportError:
         return None
     return read_pcap_path
+
+
+@functools.cache
+def _core_pcapng():
+    """The compiled core's pcapng walk (sniffer.capture.corepcapng.read_pcapng_path), or
+    None when the core is not built: read_pcapng then."""
+    try:
+        from sniffer.capture.corepcapng import read_pcapng_path
+    except ImportError:
+        return None
+    return read_pcapng_path
 
 
 def _merge_with_custom(paths: list[str], stats: Stats, on_custom: OnCustom,

@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use super::stats::{Counters, Reason};
 use super::Addr;
 
@@ -19,7 +21,7 @@ pub const DEFAULT_MAX_DATAGRAMS: i64 = 16384;
 pub const DEFAULT_MAX_BYTES: i64 = 64 << 20;
 
 /// A datagram's identity: IPv4 (src, dst, id, proto); IPv6 (src, dst, id), proto 256.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FragKey {
     pub src: Addr,
     pub dst: Addr,
@@ -29,14 +31,14 @@ pub struct FragKey {
 
 /// What the decoder keeps with a datagram (from its offset-0 fragment, else the first seen):
 /// IPv4 (header length, TTL); IPv6 (unfragmentable length, next header, hop limit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FragMeta {
     pub head: usize,
     pub nh: u8,
     pub ttl: u8,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Pending {
     created: f64,
     seq: u64,
@@ -47,10 +49,14 @@ struct Pending {
     meta: FragMeta,
 }
 
-#[derive(Debug)]
+/// (Exported without its bounds, which are the importer's settings: see [`Self::restore`].)
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FragReassembler {
+    #[serde(skip)]
     timeout: f64,
+    #[serde(skip)]
     max_datagrams: usize,
+    #[serde(skip)]
     max_bytes: usize,
     pending: HashMap<FragKey, Pending>,
     order: BTreeMap<u64, FragKey>,
@@ -95,6 +101,22 @@ impl FragReassembler {
 
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
+    }
+
+    /// Take over the pending datagrams of `saved` (an exported state), keeping this one's
+    /// bounds; an error if its parts disagree.
+    pub fn restore(&mut self, saved: FragReassembler) -> Result<(), String> {
+        let consistent = saved.order.len() == saved.pending.len()
+            && saved.order.iter().all(|(seq, k)| {
+                saved.pending.get(k).is_some_and(|d| d.seq == *seq) && *seq < saved.next_seq
+            })
+            && saved.bytes == saved.pending.values().map(|d| d.buf.len()).sum::<usize>();
+        if !consistent {
+            return Err("damaged engine state: fragment reassembly".to_string());
+        }
+        (self.pending, self.order) = (saved.pending, saved.order);
+        (self.next_seq, self.bytes) = (saved.next_seq, saved.bytes);
+        Ok(())
     }
 
     fn remove(&mut self, key: &FragKey) -> Option<Pending> {

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 macro_rules! reasons {
     ($($v:ident = $n:literal),* $(,)?) => {
         /// A named counter of the decode stage.
@@ -82,11 +84,13 @@ reasons! {
 const COUNT: usize = Reason::ALL.len();
 
 /// The counts by reason; `iter()` gives the nonzero ones by their Python names.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Counters {
     /// When set, every count made is also logged here, by name, once per call (a weird.log is
     /// written: sniffer.stats.LoggedStats reports each `+=` of the Python decoder).
+    #[serde(skip)]
     pub log: Option<Vec<Cow<'static, str>>>,
+    #[serde(with = "crate::state::reason_counts")]
     counts: [u64; COUNT],
     linktypes: BTreeMap<u32, u64>,
     ethertypes: BTreeMap<u16, u64>,

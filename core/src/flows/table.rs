@@ -19,6 +19,7 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
 
 use super::community_id::{community_id_into, icmp4_counterpart, icmp6_counterpart};
 use super::conn::{ntop_into, proto_name, ConnRecord};
@@ -121,7 +122,7 @@ fn addr_lt(a: &Addr, b: &Addr) -> bool {
 /// The table's key of a connection: the Python key tuple's fields. TCP keys are
 /// `(a, pa, b, pb)`, UDP adds 17, ICMP request/reply and other IP add the protocol, a one-way
 /// ICMP message is `(src, type, dst, code, proto, 1)` (`one_way`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowKey {
     pub a: Addr,
     pub pa: u16,
@@ -183,7 +184,7 @@ impl FlowKey {
 }
 
 /// One tunnel a packet came through: `(tunnel_type, uid, orig_h, orig_p, resp_h, resp_p)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncapEntry {
     pub kind: Kind,
     pub uid: String,
@@ -197,7 +198,7 @@ pub struct EncapEntry {
 pub type Encap = Vec<EncapEntry>;
 
 /// The rare part of a connection: tunnels (boxed, so a plain connection pays one pointer).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Tunnels {
     /// The uid, kept once the connection carries a tunnel (each inner packet names it).
     uid: Option<String>,
@@ -209,7 +210,7 @@ struct Tunnels {
 }
 
 /// A UDP, ICMP or other-IP connection: two packet/byte counters and two "active" flags.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimpleConn {
     pub start_time: f64,
     pub last_time: f64,
@@ -299,14 +300,14 @@ impl SimpleConn {
 }
 
 /// TCP (Zeek's machine) or one of the simple trackers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum State {
     Tcp(TcpConn),
     Simple(SimpleConn),
 }
 
 /// One connection in the table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Flow {
     /// Its key, which holds both addresses (and the IP protocol).
     pub key: FlowKey,
@@ -421,7 +422,7 @@ impl Flow {
 
 /// What ended a connection, which orders its record among the others (sniffer.engine's
 /// `Finished.firing`): its frame's packet, a timer `(when, serial, kind)`, or the end of input.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Firing {
     Packet,
     Timer { when: f64, serial: u64, kind: u8 },
@@ -524,7 +525,7 @@ pub struct OpenConn {
 /// A timer in the heap, ordered as the Python tuple `(when, serial, kind, gen, seq)`
 /// without its last item: two timers equal in the others are the same timer of the same
 /// connection, and whichever fires first, the two do the same.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Timer {
     when: f64,
     serial: u64,
@@ -580,8 +581,9 @@ impl Timers {
 
 /// Counters of the flow stage, by the Python stats names (`weird:NAME`, `tunneled_packets`,
 /// `flows_evicted`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FlowCounters {
+    #[serde(with = "crate::state::named_counts")]
     pub weirds: Vec<(&'static str, u64)>,
     pub tunneled_packets: u64,
     pub flows_evicted: u64,
@@ -760,6 +762,110 @@ fn be32(b: &[u8], at: usize) -> u32 {
 
 fn byte(b: &[u8], at: usize) -> u8 {
     b.get(at).copied().unwrap_or(0)
+}
+
+/// The IP-level tunnels by address pair (`FlowTable::ip_tunnels`).
+type IpTunnels = HashMap<(Addr, Addr), (EncapEntry, f64), RandomState>;
+
+/// The table's part of an exported engine state (`crate::state`): the connections, timers,
+/// IP tunnels, counters and clocks. Not the settings (nor what they make), the pending
+/// events or rows (the exporter's), nor the index: rebuilt on import, its hasher's seed being
+/// per process. Borrowed to export, owned once imported.
+#[derive(Serialize, Deserialize)]
+pub struct TableState<'a> {
+    slab: Cow<'a, [Option<Flow>]>,
+    serials: Cow<'a, [u64]>,
+    free: Cow<'a, [u32]>,
+    order: Cow<'a, VecDeque<(u64, u32)>>,
+    timers: Cow<'a, BinaryHeap<Reverse<Timer>>>,
+    ip_tunnels: Cow<'a, IpTunnels>,
+    frame: u64,
+    serial_frame: u64,
+    serial_k: u64,
+    firing: Firing,
+    network_time: f64,
+    counters: Cow<'a, FlowCounters>,
+}
+
+impl FlowTable {
+    /// This table's part of an exported engine state.
+    pub fn state(&self) -> TableState<'_> {
+        TableState {
+            slab: Cow::Borrowed(&self.slab),
+            serials: Cow::Borrowed(&self.serials),
+            free: Cow::Borrowed(&self.free),
+            order: Cow::Borrowed(&self.order),
+            timers: Cow::Borrowed(&self.timers.heap),
+            ip_tunnels: Cow::Borrowed(&self.ip_tunnels),
+            frame: self.frame,
+            serial_frame: self.serial_frame,
+            serial_k: self.serial_k,
+            firing: self.firing,
+            network_time: self.network_time,
+            counters: Cow::Borrowed(&self.counters),
+        }
+    }
+
+    /// Take over `saved` (an imported state) in this new table, which keeps its settings; the
+    /// index is rebuilt. An error if the parts disagree (slots, serials, free list, creation
+    /// log, keys).
+    pub fn restore(&mut self, saved: TableState<'_>) -> Result<(), String> {
+        let bad = |what: &str| Err(format!("damaged engine state: {what}"));
+        let (slab, serials) = (saved.slab.into_owned(), saved.serials.into_owned());
+        if slab.len() != serials.len() || u32::try_from(slab.len()).is_err() {
+            return bad("slots");
+        }
+        let mut empty = 0;
+        for (f, q) in slab.iter().zip(&serials) {
+            match f {
+                Some(f) if f.seq_no == *q && *q != 0 => {}
+                None if *q == 0 => empty += 1,
+                _ => return bad("slots and serial numbers"),
+            }
+        }
+        let free = saved.free.into_owned();
+        let mut seen = vec![false; slab.len()];
+        for s in &free {
+            match (slab.get(*s as usize), seen.get_mut(*s as usize)) {
+                (Some(None), Some(x)) if !*x => *x = true,
+                _ => return bad("free slots"),
+            }
+        }
+        let order = saved.order.into_owned();
+        let logged = order
+            .iter()
+            .filter(|(q, s)| serials.get(*s as usize) == Some(q))
+            .count();
+        if free.len() != empty || logged != slab.len() - empty {
+            return bad("free slots or creation log");
+        }
+        self.slab.clear();
+        self.slab.extend(slab);
+        (self.serials, self.free, self.order) = (serials, free, order);
+        self.timers.heap = saved.timers.into_owned();
+        self.ip_tunnels = saved.ip_tunnels.into_owned();
+        (self.frame, self.serial_frame, self.serial_k) =
+            (saved.frame, saved.serial_frame, saved.serial_k);
+        (self.firing, self.network_time) = (saved.firing, saved.network_time);
+        self.counters = saved.counters.into_owned();
+        self.index.clear();
+        for slot in 0..self.slab.len() {
+            let Some(key) = self.slab.get(slot).and_then(Option::as_ref).map(|f| f.key) else {
+                continue;
+            };
+            if self.find(&key).is_some() {
+                return bad("a connection twice");
+            }
+            let (slab, hasher) = (&self.slab, &self.hasher);
+            let rehash = |s: &u32| match slab.get(*s as usize) {
+                Some(Some(f)) => hasher.hash_one(f.key),
+                _ => 0,
+            };
+            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            self.index.insert_unique(hasher.hash_one(key), slot, rehash);
+        }
+        Ok(())
+    }
 }
 
 impl FlowTable {

@@ -23,6 +23,8 @@
 //! such a value first appears (and freed when the extra ranges that usually caused it go). Counters and wrap counts saturate at `u32::MAX` (the reference
 //! counts on: it would differ after 4 billion retransmissions, wraps, ... of one connection).
 
+use serde::{Deserialize, Serialize};
+
 /// Endpoint states, numbered as Zeek's TCP_ENDPOINT_*.
 pub const INACTIVE: u8 = 0;
 pub const SYN_SENT: u8 = 1;
@@ -174,7 +176,7 @@ fn store(v: i128) -> u64 {
 /// One side of a TCP connection: Zeek's TCP_Endpoint plus its reassembler's bookkeeping,
 /// the part every packet reads (the rest is the connection's [`ColdEp`] for this side; the
 /// connection's accessors join the two, and [`TcpConn::endpoint_view`] shows it all).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Endpoint {
     pub start_seq: u32,
     pub last_seq: u32,
@@ -236,7 +238,7 @@ impl Endpoint {
 }
 
 /// An endpoint's rare part (see the top): zero (or empty) unless the value needs it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct ColdEp {
     /// The high 32 bits of the positions in [`Endpoint::lo`].
     hi: [u32; NPOS],
@@ -250,7 +252,7 @@ struct ColdEp {
 }
 
 /// A connection's rare part: both endpoints' (by slot), and a history past 12 letters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Cold {
     a: ColdEp,
     b: ColdEp,
@@ -289,7 +291,7 @@ pub struct EndpointView {
 }
 
 /// Which of the two endpoint slots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Side {
     A,
     B,
@@ -354,7 +356,7 @@ fn power_of_ten(n: u32) -> bool {
 
 /// A TCP connection's state (Zeek's Connection + TCPSessionAdapter, the parts the machine
 /// owns). Addresses stay with the table: `flipped` tells it when the roles were swapped.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TcpConn {
     pub start_time: f64,
     pub last_time: f64,

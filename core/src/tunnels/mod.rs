@@ -32,7 +32,7 @@ pub const LINK_80211: u32 = 105;
 pub const MAX_DEPTH: usize = 4;
 
 /// The tunnel types Zeek logs (the strings the Python decapsulators return).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Ip,
     Gre,
