@@ -124,10 +124,10 @@ def plain_pcap(path: str) -> bool:
     track it and write its rows without a frame or a record crossing into Python."""
     if path == "-" or not os.path.isfile(path):
         return False
-    from sniffer.capture.pcap import is_pcap
+    from sniffer import _core
     try:
         with open(path, "rb") as f:
-            return is_pcap(f.read(4))
+            return _core.is_pcap(f.read(4))
     except OSError:
         return False
 
@@ -142,8 +142,15 @@ def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output", fmt
     and writes the conn.log rows itself; Python only writes the text out. The same rows, stats and
     errors as run_packets (tests/test_core_engine.py holds the two to each other)."""
     from sniffer import _core
-    from sniffer.capture.corepcap import _bad
     from sniffer.interrupt import STOP
+
+    def _bad(name: str, e: BaseException, offset: int | None) -> BadInputError:
+        # (sniffer.capture.corepcap's, without importing the capture package for it)
+        if isinstance(e, _core.CoreError):
+            off, message, errno = e.args
+            return BadInputError(name, off, os.strerror(errno) if errno else message)
+        return BadInputError(name, offset, f"internal error in the compiled core (a bug): {e}")
+
     error = None
     try:
         walker = _core.PcapWalker(path)
@@ -329,8 +336,10 @@ def _run_read(args: argparse.Namespace) -> int:
     weirds = _weird_log(args.weird_log)
     weird = weirds.write if weirds is not None else None
     stats = Stats() if weirds is None else LoggedStats()  # (the engine logs through it)
-    from sniffer.detect.engine import from_args
-    detectors = from_args(args, settings, stats)
+    detectors = None
+    if getattr(args, "alerts", None) or getattr(args, "detect", False):
+        from sniffer.detect.engine import from_args  # (not imported by plain runs)
+        detectors = from_args(args, settings, stats)
     # The whole per-packet path and the rows in the core: one plain pcap to conn.log text.
     rows = (fmt in ("zeek", "json") and weird is None and detectors is None
             and len(args.files) == 1 and not python_engine() and plain_pcap(args.files[0]))

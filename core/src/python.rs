@@ -502,6 +502,13 @@ fn decode_batch<'py>(
     Ok((decoded_list(py, &frames, &out)?, stats_dict(py, &dec)?))
 }
 
+/// `is_pcap(head)`: whether the first 4 bytes are a classic pcap magic (`read` asks before
+/// the core walks a file, without importing the Python readers).
+#[pyfunction]
+fn is_pcap(head: &[u8]) -> bool {
+    pcap::is_pcap(head)
+}
+
 /// `l4_checksum_ok(src, dst, proto, l4, l4_len)`, as `sniffer.decode.l4_checksum_ok`.
 #[pyfunction]
 fn l4_checksum_ok(src: &[u8], dst: &[u8], proto: u8, l4: &[u8], l4_len: usize) -> bool {
@@ -1437,6 +1444,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(l4_checksum_ok, m)?)?;
+    m.add_function(wrap_pyfunction!(is_pcap, m)?)?;
     m.add_function(wrap_pyfunction!(ones_sum, m)?)?;
     m.add("DECODE_LINKTYPES", links::LINKTYPES.to_vec())?;
     let ethertypes: Vec<u32> = (0..=u16::MAX)
