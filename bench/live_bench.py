@@ -189,7 +189,8 @@ def run_sniffer(nsa: str, nsb: str, pcap: Path, speed: list[str]) -> dict:
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
-    m = re.search(r"(\d+) packets captured on \S+, (\d+) dropped by the kernel", err)
+    m = re.search(r"(\d+) packets captured on \S+, (\d+) (?:dropped by the kernel|kernel drops)",
+                  err)
     if m is None:
         sys.exit(f"sniffer live did not report: {err[-500:]}")
     return {"sent": sent, "pps": pps, "captured": int(m.group(1)), "dropped": int(m.group(2)),
