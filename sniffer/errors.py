@@ -32,3 +32,16 @@ class BadInputError(SnifferError):
 
 class UsageError(SnifferError):
     """A bad option value (for example a malformed CIDR or port list)."""
+
+
+def core_failure(name: str, e: BaseException, offset: int | None = None) -> BadInputError:
+    """The one-line error for a failure of the compiled core reading `name`: its
+    `CoreError(offset, message, errno)` (a damaged file, in the Python reader's words) or a
+    panic (a bug, caught at the core's boundary) met at `offset`."""
+    import os
+
+    from sniffer import _core
+    if isinstance(e, _core.CoreError):
+        off, message, errno = e.args
+        return BadInputError(name, off, os.strerror(errno) if errno else message)
+    return BadInputError(name, offset, f"internal error in the compiled core (a bug): {e}")

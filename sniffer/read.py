@@ -142,14 +142,8 @@ def run_rows(path: str, settings: Settings, stats: Stats, output: "_Output", fmt
     and writes the conn.log rows itself; Python only writes the text out. The same rows, stats and
     errors as run_packets (tests/test_core_engine.py holds the two to each other)."""
     from sniffer import _core
+    from sniffer.errors import core_failure as _bad
     from sniffer.interrupt import STOP
-
-    def _bad(name: str, e: BaseException, offset: int | None) -> BadInputError:
-        # (sniffer.capture.corepcap's, without importing the capture package for it)
-        if isinstance(e, _core.CoreError):
-            off, message, errno = e.args
-            return BadInputError(name, off, os.strerror(errno) if errno else message)
-        return BadInputError(name, offset, f"internal error in the compiled core (a bug): {e}")
 
     error = None
     try:

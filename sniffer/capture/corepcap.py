@@ -12,12 +12,11 @@ the reference's words, and a panic in the core (a bug) says so, at the record it
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Iterator
 
 from sniffer.capture.pcap import Packet
-from sniffer.errors import BadInputError
+from sniffer.errors import core_failure
 from sniffer.interrupt import STOP, Interrupted
 from sniffer.stats import Stats
 
@@ -43,12 +42,8 @@ _FLAGS = ((_core.FLAG_CAPLEN_OVER_SNAPLEN, "caplen_over_snaplen"),
           (_core.FLAG_INVALID_TIMESTAMP, "invalid_timestamp"))
 
 
-def _bad(name: str, e: BaseException, offset: int | None = None) -> BadInputError:
-    """The one-line error for a core failure: CoreError(offset, message, errno) or a panic."""
-    if isinstance(e, _core.CoreError):
-        off, message, errno = e.args
-        return BadInputError(name, off, os.strerror(errno) if errno else message)
-    return BadInputError(name, offset, f"internal error in the compiled core (a bug): {e}")
+#: the one-line error for a core failure (the tests and corepcapng use it by this name)
+_bad = core_failure
 
 
 def read_pcap_path(path: str, stats: Stats, name: str | None = None) -> Iterator[Packet]:

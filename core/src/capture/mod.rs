@@ -3,3 +3,4 @@
 
 pub mod pcap;
 pub mod pcapng;
+pub mod window;

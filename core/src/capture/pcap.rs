@@ -20,6 +20,8 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use super::window::Window;
+
 pub const MAGIC_US: u32 = 0xA1B2_C3D4;
 pub const MAGIC_NS: u32 = 0xA1B2_3C4D;
 /// libpcap MAXIMUM_SNAPLEN: longer records are corrupt, not packets.
@@ -273,28 +275,12 @@ pub struct Frame<'a> {
 /// `while let Some(frame) = walker.next_frame()? { ... }`: each frame borrows the walker's
 /// buffer until the next call. After an error or the end, `next_frame` returns `Ok(None)`.
 pub struct PcapWalker<R> {
-    reader: R,
     header: FileHeader,
-    buf: Vec<u8>,
-    window: usize,
-    /// buf[pos..end] is read but not yet walked; buf[0] is at file offset `base`.
-    pos: usize,
-    end: usize,
-    base: u64,
-    eof: bool,
+    /// The read window over the input (buf[pos..end] read but not yet walked).
+    w: Window<R>,
     done: bool,
     records: u64,
     notes: Notes,
-}
-
-/// One read (retried when a signal interrupts it); 0 only at the end of the input.
-fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match reader.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
 }
 
 /// Read until `buf` is full or the input ends; the count read.
@@ -327,15 +313,11 @@ impl<R: Read> PcapWalker<R> {
         let n = read_full(&mut reader, &mut hdr)?;
         let header = FileHeader::parse(hdr.get(..n).unwrap_or(&hdr))?;
         let window = window.max(MIN_WINDOW);
+        let mut w = Window::new(reader, window);
+        w.base = FILE_HEADER as u64;
         Ok(PcapWalker {
-            reader,
             header,
-            buf: vec![0; window],
-            window,
-            pos: 0,
-            end: 0,
-            base: FILE_HEADER as u64,
-            eof: false,
+            w,
             done: false,
             records: 0,
             notes: Notes::default(),
@@ -358,12 +340,12 @@ impl<R: Read> PcapWalker<R> {
     /// The bytes read and not yet dropped: frames are `buffer()[at..at + data.len()]` until
     /// the next call that reads.
     pub fn buffer(&self) -> &[u8] {
-        self.buf.get(..self.end).unwrap_or_default()
+        self.w.buf.get(..self.w.end).unwrap_or_default()
     }
 
     /// File offset of the next record (of the failing one after an error).
     pub fn offset(&self) -> u64 {
-        self.base.saturating_add(self.pos as u64)
+        self.w.base.saturating_add(self.w.pos as u64)
     }
 
     /// Whether the walk has ended (end of input or an error).
@@ -387,44 +369,13 @@ impl<R: Read> PcapWalker<R> {
         }
     }
 
-    /// Make buf[pos..end] hold at least `need` bytes; false if the input ends first.
     fn fill(&mut self, need: usize) -> Result<bool, WalkError> {
-        if self.end.saturating_sub(self.pos) >= need {
-            return Ok(true);
-        }
-        if self.eof {
-            return Ok(false);
-        }
-        // Keep the unwalked bytes, at the front of the buffer.
-        self.buf.copy_within(self.pos..self.end, 0);
-        self.base = self.base.saturating_add(self.pos as u64);
-        self.end -= self.pos;
-        self.pos = 0;
-        if self.buf.len() < need {
-            self.buf.resize(need, 0); // one long record (bounded by max_caplen)
-        } else if self.buf.len() > self.window && need <= self.window {
-            self.buf.truncate(self.window); // back to the window after a long record
-            self.buf.shrink_to_fit();
-        }
-        // One read at a time, each as large as the room: a file fills the window at once,
-        // while a pipe gives what it has and the frames in it are walked without waiting.
-        while self.end < need {
-            let Some(room) = self.buf.get_mut(self.end..) else {
-                break;
-            };
-            let n = read_some(&mut self.reader, room)?;
-            if n == 0 {
-                self.eof = true;
-                break;
-            }
-            self.end += n;
-        }
-        Ok(self.end >= need)
+        Ok(self.w.fill(need)?)
     }
 
     /// The end of the input: a partial record left over is noted, not an error.
     fn finish(&mut self) {
-        if self.end > self.pos {
+        if self.w.end > self.w.pos {
             self.notes.truncated_final_record += 1;
         }
         self.done = true;
@@ -433,7 +384,11 @@ impl<R: Read> PcapWalker<R> {
     /// (sec, frac, caplen, wirelen) of the record header at `pos`, lengths unswapped.
     fn record_header(&self) -> Option<(u32, u32, u32, u32)> {
         // only the bytes read: the buffer beyond `end` is stale
-        let h = self.buf.get(self.pos..self.end)?.get(..RECORD_HEADER)?;
+        let h = self
+            .w
+            .buf
+            .get(self.w.pos..self.w.end)?
+            .get(..RECORD_HEADER)?;
         let be = self.header.big_endian;
         let (sec, frac) = (u32_at(h, 0, be)?, u32_at(h, 4, be)?);
         let (a, b) = (u32_at(h, 8, be)?, u32_at(h, 12, be)?);
@@ -455,7 +410,7 @@ impl<R: Read> PcapWalker<R> {
         match self.record_header() {
             Some((_, _, caplen, _)) => {
                 caplen > self.header.max_caplen
-                    || self.end - self.pos >= RECORD_HEADER + caplen as usize
+                    || self.w.end - self.w.pos >= RECORD_HEADER + caplen as usize
             }
             None => false,
         }
@@ -492,9 +447,9 @@ impl<R: Read> PcapWalker<R> {
             return Ok(None);
         };
         let offset = self.offset();
-        let start = self.pos + RECORD_HEADER;
+        let start = self.w.pos + RECORD_HEADER;
         let keep = caplen.min(self.header.snaplen);
-        self.pos = start + caplen as usize;
+        self.w.pos = start + caplen as usize;
         self.records += 1;
         let mut flags = 0;
         if caplen > self.header.snaplen {
@@ -514,8 +469,9 @@ impl<R: Read> PcapWalker<R> {
         }
         let usec = if ns { frac / 1000 } else { frac };
         let data = self
+            .w
             .buf
-            .get(start..self.end)
+            .get(start..self.w.end)
             .and_then(|b| b.get(..keep as usize))
             .ok_or_else(|| WalkError::input(Some(offset), "record past the buffer".into()))?;
         Ok(Some(Frame {
@@ -764,7 +720,7 @@ mod tests {
         let mut w = PcapWalker::with_window(f.as_slice(), 100).unwrap();
         assert_eq!(w.next_frame().unwrap().unwrap().data, big.as_slice());
         assert_eq!(w.next_frame().unwrap().unwrap().data, b"ok");
-        assert!(w.buf.len() <= 100);
+        assert!(w.w.buf.len() <= 100);
         assert!(w.next_frame().unwrap().is_none());
         assert!(w.is_done());
         assert_eq!(w.records(), 2);

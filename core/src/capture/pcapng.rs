@@ -15,7 +15,9 @@
 //! The input is read in bounded windows into one reused buffer, as `pcap::PcapWalker` does; a
 //! block longer than the window grows it for that block (bounded by the maximum block length).
 
-use std::io::{self, Read};
+use std::io::Read;
+
+use super::window::Window;
 
 use super::pcap::{
     max_snaplen_for_dlt, WalkError, DEFAULT_WINDOW, FLAG_CAPLEN_OVER_SNAPLEN,
@@ -298,29 +300,13 @@ fn parse_idb(b: &[u8], blen: u32, be: bool, offset: u64) -> Result<Iface, WalkEr
     })
 }
 
-/// One read (retried when a signal interrupts it); 0 only at the end of the input.
-fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match reader.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
-}
-
 /// The block walk over any byte stream, from its first byte (an SHB).
 ///
 /// `while let Some(block) = walker.next_block()? { ... }`: each block borrows the walker's
 /// buffer until the next call. After an error or the end, `next_block` returns `Ok(None)`.
 pub struct PcapngWalker<R> {
-    reader: R,
-    buf: Vec<u8>,
-    window: usize,
-    /// buf[pos..end] is read but not yet walked; buf[0] is at file offset `base`.
-    pos: usize,
-    end: usize,
-    base: u64,
-    eof: bool,
+    /// The read window over the input (buf[pos..end] read but not yet walked).
+    w: Window<R>,
     done: bool,
     big_endian: bool,
     ifaces: Vec<Iface>,
@@ -342,13 +328,7 @@ impl<R: Read> PcapngWalker<R> {
     pub fn with_window(reader: R, window: usize, customs: bool, directions: bool) -> Self {
         let window = window.max(MIN_WINDOW);
         PcapngWalker {
-            reader,
-            buf: vec![0; window],
-            window,
-            pos: 0,
-            end: 0,
-            base: 0,
-            eof: false,
+            w: Window::new(reader, window),
             done: false,
             big_endian: false,
             ifaces: Vec::new(),
@@ -373,12 +353,12 @@ impl<R: Read> PcapngWalker<R> {
     /// The bytes read and not yet dropped: frames are `buffer()[at..at + data.len()]` until
     /// the next call that reads.
     pub fn buffer(&self) -> &[u8] {
-        self.buf.get(..self.end).unwrap_or_default()
+        self.w.buf.get(..self.w.end).unwrap_or_default()
     }
 
     /// File offset of the next block (of the failing one after an error).
     pub fn offset(&self) -> u64 {
-        self.base.saturating_add(self.pos as u64)
+        self.w.base.saturating_add(self.w.pos as u64)
     }
 
     pub fn is_done(&self) -> bool {
@@ -387,7 +367,7 @@ impl<R: Read> PcapngWalker<R> {
 
     /// The type and length of the block at `pos` in the current byte order.
     fn header(&self) -> Option<(u32, u32)> {
-        let h = self.buf.get(self.pos..self.end)?;
+        let h = self.w.buf.get(self.w.pos..self.w.end)?;
         Some((
             u32_at(h, 0, self.big_endian)?,
             u32_at(h, 4, self.big_endian)?,
@@ -396,7 +376,12 @@ impl<R: Read> PcapngWalker<R> {
 
     /// The byte order an SHB at `pos` says: Some(Ok(big_endian)), Some(Err(bom)) if bad.
     fn section_order(&self) -> Option<Result<bool, [u8; 4]>> {
-        let bom: [u8; 4] = self.buf.get(self.pos + 8..self.pos + 12)?.try_into().ok()?;
+        let bom: [u8; 4] = self
+            .w
+            .buf
+            .get(self.w.pos + 8..self.w.pos + 12)?
+            .try_into()
+            .ok()?;
         Some(match bom {
             [0x4d, 0x3c, 0x2b, 0x1a] => Ok(false),
             [0x1a, 0x2b, 0x3c, 0x4d] => Ok(true),
@@ -410,7 +395,7 @@ impl<R: Read> PcapngWalker<R> {
         if self.done {
             return true;
         }
-        if self.end.saturating_sub(self.pos) < 12 {
+        if self.w.end.saturating_sub(self.w.pos) < 12 {
             return false;
         }
         let Some((btype, mut blen)) = self.header() else {
@@ -420,8 +405,9 @@ impl<R: Read> PcapngWalker<R> {
             match self.section_order() {
                 Some(Ok(be)) => {
                     blen = self
+                        .w
                         .buf
-                        .get(self.pos..self.end)
+                        .get(self.w.pos..self.w.end)
                         .and_then(|h| u32_at(h, 4, be))
                         .unwrap_or(0);
                 }
@@ -431,7 +417,7 @@ impl<R: Read> PcapngWalker<R> {
         if blen & 3 != 0 || blen < 12 || u64::from(blen) > self.max_block {
             return true;
         }
-        self.end - self.pos >= blen as usize
+        self.w.end - self.w.pos >= blen as usize
     }
 
     /// Make buf[pos..end] hold at least `need` bytes; false if the input ends first (the
@@ -440,7 +426,7 @@ impl<R: Read> PcapngWalker<R> {
         match self.fill(need) {
             Ok(true) => Ok(true),
             Ok(false) => {
-                if self.end > self.pos {
+                if self.w.end > self.w.pos {
                     self.notes.truncated_final_record += 1;
                 }
                 self.done = true;
@@ -454,34 +440,7 @@ impl<R: Read> PcapngWalker<R> {
     }
 
     fn fill(&mut self, need: usize) -> Result<bool, WalkError> {
-        if self.end.saturating_sub(self.pos) >= need {
-            return Ok(true);
-        }
-        if self.eof {
-            return Ok(false);
-        }
-        self.buf.copy_within(self.pos..self.end, 0);
-        self.base = self.base.saturating_add(self.pos as u64);
-        self.end -= self.pos;
-        self.pos = 0;
-        if self.buf.len() < need {
-            self.buf.resize(need, 0); // one long block (bounded by max_block)
-        } else if self.buf.len() > self.window && need <= self.window {
-            self.buf.truncate(self.window);
-            self.buf.shrink_to_fit();
-        }
-        while self.end < need {
-            let Some(room) = self.buf.get_mut(self.end..) else {
-                break;
-            };
-            let n = read_some(&mut self.reader, room)?;
-            if n == 0 {
-                self.eof = true;
-                break;
-            }
-            self.end += n;
-        }
-        Ok(self.end >= need)
+        Ok(self.w.fill(need)?)
     }
 
     /// The error ends the walk.
@@ -497,7 +456,7 @@ impl<R: Read> PcapngWalker<R> {
         }
         let (btype, blen) = loop {
             match self.header() {
-                Some(h) if self.end - self.pos >= 12 => break h,
+                Some(h) if self.w.end - self.w.pos >= 12 => break h,
                 _ => {
                     if !self.need(12)? {
                         return Ok(None);
@@ -534,9 +493,9 @@ impl<R: Read> PcapngWalker<R> {
             return Ok(None);
         }
         let be = self.big_endian;
-        let start = self.pos;
+        let start = self.w.pos;
         let stop = start + blen as usize;
-        let Some(b) = self.buf.get(start..stop) else {
+        let Some(b) = self.w.buf.get(start..stop) else {
             return self.fail(truncated(offset));
         };
         let trailer = u32_at(b, b.len() - 4, be).unwrap_or(0);
@@ -558,13 +517,14 @@ impl<R: Read> PcapngWalker<R> {
                 let wirelen = u32_at(b, 8, be).unwrap_or(0);
                 let caplen = wirelen.min(iface.snaplen).min(blen - 16);
                 let at = start + 12;
-                self.pos = stop;
+                self.w.pos = stop;
                 self.packets += 1;
                 let mut flags = FLAG_SPB_NO_TIMESTAMP;
                 if caplen < wirelen {
                     flags |= FLAG_SNAPLEN_TRUNCATED;
                 }
                 let data = self
+                    .w
                     .buf
                     .get(at..at + caplen as usize)
                     .ok_or_else(|| truncated(offset))?;
@@ -586,7 +546,7 @@ impl<R: Read> PcapngWalker<R> {
                 };
                 self.max_block = self.max_block.max(max_block_for(iface.linktype));
                 self.ifaces.push(iface);
-                self.pos = stop;
+                self.w.pos = stop;
                 Ok(Some(Block::Other))
             }
             PB => {
@@ -618,7 +578,7 @@ impl<R: Read> PcapngWalker<R> {
                 );
                 self.last_ts = ts;
                 let at = start + 28;
-                self.pos = stop;
+                self.w.pos = stop;
                 self.packets += 1;
                 let mut flags = FLAG_OBSOLETE_PACKET_BLOCK;
                 if caplen < wirelen {
@@ -628,6 +588,7 @@ impl<R: Read> PcapngWalker<R> {
                     flags |= FLAG_CAPLEN_OVER_SNAPLEN;
                 }
                 let data = self
+                    .w
                     .buf
                     .get(at..at + caplen as usize)
                     .ok_or_else(|| truncated(offset))?;
@@ -657,13 +618,17 @@ impl<R: Read> PcapngWalker<R> {
                     ));
                 }
                 self.ifaces.clear();
-                self.pos = stop;
+                self.w.pos = stop;
                 Ok(Some(Block::Other))
             }
             _ => {
-                self.pos = stop;
+                self.w.pos = stop;
                 if self.customs && CUSTOM.contains(&btype) {
-                    let block = self.buf.get(start..stop).ok_or_else(|| truncated(offset))?;
+                    let block = self
+                        .w
+                        .buf
+                        .get(start..stop)
+                        .ok_or_else(|| truncated(offset))?;
                     Ok(Some(Block::Custom {
                         offset,
                         big_endian: be,
@@ -685,9 +650,9 @@ impl<R: Read> PcapngWalker<R> {
             return Ok(None);
         }
         let be = self.big_endian;
-        let start = self.pos;
+        let start = self.w.pos;
         let stop = start + blen as usize;
-        let Some(b) = self.buf.get(start..stop) else {
+        let Some(b) = self.w.buf.get(start..stop) else {
             return self.fail(truncated(offset));
         };
         let field = |o: usize| u32_at(b, o, be).unwrap_or(0);
@@ -726,7 +691,7 @@ impl<R: Read> PcapngWalker<R> {
         );
         self.last_ts = ts;
         let at = start + 28;
-        self.pos = stop;
+        self.w.pos = stop;
         self.packets += 1;
         let mut flags = 0;
         if caplen < wirelen {
@@ -736,6 +701,7 @@ impl<R: Read> PcapngWalker<R> {
             flags |= FLAG_CAPLEN_OVER_SNAPLEN;
         }
         let data = self
+            .w
             .buf
             .get(at..at + caplen as usize)
             .ok_or_else(|| truncated(offset))?;
