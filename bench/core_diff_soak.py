@@ -32,11 +32,10 @@ from sniffer.config import Settings  # noqa: E402
 
 def sweep() -> int:
     """Both engines on every mutant of the sweep; the first difference stops the run."""
-    import gzip
     import tempfile
 
     import test_mutation_sweep as ms
-    from mutants import Capture, mutate
+    from mutants import Capture
 
     files = ms.corpus_files()
     work = Path(tempfile.mkdtemp(prefix="sniffer-diff-sweep-"))
@@ -48,13 +47,7 @@ def sweep() -> int:
         raw, gz = ms.load(path)
         cap = Capture.parse(raw)
         for k in range(count):
-            rng = random.Random(f"{rel}:{k}")
-            if gz and k % 4 == 3:
-                op, data = mutate(Capture.parse(path.read_bytes()), rng)
-            else:
-                op, data = mutate(cap, rng)
-                if gz:
-                    data = gzip.compress(data, 1)
+            op, data = ms.make_mutant(path, rel, cap, gz, k)
             mutant = work / f"m{''.join(path.suffixes[:1])}"
             mutant.write_bytes(data)
             problems = corediff.compare_file(mutant)

@@ -206,6 +206,17 @@ def _cap_address_space() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (vm + AS_HEADROOM, resource.RLIM_INFINITY))
 
 
+def make_mutant(path: Path, rel: str, cap: Capture, gz: bool, k: int) -> tuple[str, bytes]:
+    """Mutant `k` of the capture at `path` (`rel` under the corpus, `cap` its parsed content,
+    `gz` whether the file is gzip): (operator, bytes), the same every run."""
+    rng = random.Random(f"{rel}:{k}")
+    if gz and k % 4 == 3:  # damage the gzip stream itself
+        op, data = mutate(Capture.parse(path.read_bytes()), rng)
+        return "gz:" + op, data
+    op, data = mutate(cap, rng)
+    return op, gzip.compress(data, 1) if gz else data
+
+
 def sweep(jobs: list[tuple[int, int]]) -> dict:
     """Worker: run the mutants of `jobs` ((file index, count) pairs); returns the tallies."""
     from sniffer.cli import main
@@ -227,14 +238,7 @@ def sweep(jobs: list[tuple[int, int]]) -> dict:
             cap = Capture.parse(raw)
             small = len(raw) <= BIG
             for k in range(count):
-                rng = random.Random(f"{rel}:{k}")
-                if gz and k % 4 == 3:  # damage the gzip stream itself
-                    op, data = mutate(Capture.parse(path.read_bytes()), rng)
-                    op = "gz:" + op
-                else:
-                    op, data = mutate(cap, rng)
-                    if gz:
-                        data = gzip.compress(data, 1)
+                op, data = make_mutant(path, rel, cap, gz, k)
                 mutant = work / f"mutant-{index}-{k}{''.join(path.suffixes[:1])}"
                 mutant.write_bytes(data)
                 extra, merge = VARIANTS[k % len(VARIANTS)]

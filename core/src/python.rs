@@ -89,6 +89,51 @@ struct Batch {
     flags: Vec<u8>,
 }
 
+/// What the two walkers' `next_batch` share: the walker's state at the boundary.
+trait BatchWalk {
+    /// Walk up to `max_frames` frames (or `max_bytes`) into the batch; an error met after
+    /// some of them goes to `pending`.
+    fn fill_batch(&mut self, max_frames: usize, max_bytes: usize);
+    /// Whether the last fill gave nothing at all.
+    fn batch_empty(&self) -> bool;
+    fn pending(&mut self) -> &mut Option<WalkError>;
+    /// Set after a panic: (offset, message), said again by every later call.
+    fn broken(&mut self) -> &mut Option<(u64, String)>;
+    /// Where a panic happened: the input offset, and "record N" or "packet N".
+    fn place(&self) -> (u64, String);
+}
+
+/// A walker's `next_batch` up to its Python result: a broken walker says so again; an error
+/// met after the frames of the last batch comes now; the batch is filled without the GIL, and a
+/// panic there breaks the walker and is reported where it happened; an empty batch raises the
+/// error that ended it, if any.
+fn next_batch<W: BatchWalk + Send>(
+    py: Python<'_>,
+    w: &mut W,
+    max_frames: usize,
+    max_bytes: usize,
+) -> PyResult<()> {
+    if let Some((offset, msg)) = w.broken() {
+        return Err(core_error(Some(*offset), msg.clone(), None));
+    }
+    if let Some(e) = w.pending().take() {
+        return Err(walk_error(e));
+    }
+    let max_frames = max_frames.max(1);
+    if let Err(msg) = py.detach(|| guarded(|| w.fill_batch(max_frames, max_bytes))) {
+        let (offset, at) = w.place();
+        let msg = format!("internal error in the compiled core (a bug) at {at}: {msg}");
+        *w.broken() = Some((offset, msg.clone()));
+        return Err(core_error(Some(offset), msg, None));
+    }
+    if w.batch_empty() {
+        if let Some(e) = w.pending().take() {
+            return Err(walk_error(e));
+        }
+    }
+    Ok(())
+}
+
 /// Classic pcap, walked by the core: `PcapWalker(path, window=1 MiB)`.
 ///
 /// `next_batch(max_frames, max_bytes=4 MiB)` returns `(data, offsets, lengths, wirelens, ts,
@@ -153,6 +198,25 @@ impl PyPcapWalker {
                 }
             }
         }
+    }
+}
+
+impl BatchWalk for PyPcapWalker {
+    fn fill_batch(&mut self, max_frames: usize, max_bytes: usize) {
+        PyPcapWalker::fill_batch(self, max_frames, max_bytes);
+    }
+    fn batch_empty(&self) -> bool {
+        self.batch.offsets.is_empty()
+    }
+    fn pending(&mut self) -> &mut Option<WalkError> {
+        &mut self.pending
+    }
+    fn broken(&mut self) -> &mut Option<(u64, String)> {
+        &mut self.broken
+    }
+    fn place(&self) -> (u64, String) {
+        let n = self.walker.records().saturating_add(1);
+        (self.walker.offset(), format!("record {n}"))
     }
 }
 
@@ -244,28 +308,7 @@ impl PyPcapWalker {
         max_frames: usize,
         max_bytes: usize,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        if let Some((offset, msg)) = &self.broken {
-            return Err(core_error(Some(*offset), msg.clone(), None));
-        }
-        if let Some(e) = self.pending.take() {
-            return Err(walk_error(e));
-        }
-        let max_frames = max_frames.max(1);
-        let outcome = py.detach(|| guarded(|| self.fill_batch(max_frames, max_bytes)));
-        if let Err(msg) = outcome {
-            let offset = self.walker.offset();
-            let msg = format!(
-                "internal error in the compiled core (a bug) at record {}: {msg}",
-                self.walker.records().saturating_add(1)
-            );
-            self.broken = Some((offset, msg.clone()));
-            return Err(core_error(Some(offset), msg, None));
-        }
-        if self.batch.offsets.is_empty() {
-            if let Some(e) = self.pending.take() {
-                return Err(walk_error(e));
-            }
-        }
+        next_batch(py, self, max_frames, max_bytes)?;
         let b = &self.batch;
         let data = self
             .walker
@@ -1315,6 +1358,25 @@ impl PyPcapngWalker {
     }
 }
 
+impl BatchWalk for PyPcapngWalker {
+    fn fill_batch(&mut self, max_frames: usize, max_bytes: usize) {
+        PyPcapngWalker::fill_batch(self, max_frames, max_bytes);
+    }
+    fn batch_empty(&self) -> bool {
+        self.batch.offsets.is_empty() && self.batch.rare.is_empty()
+    }
+    fn pending(&mut self) -> &mut Option<WalkError> {
+        &mut self.pending
+    }
+    fn broken(&mut self) -> &mut Option<(u64, String)> {
+        &mut self.broken
+    }
+    fn place(&self) -> (u64, String) {
+        let n = self.walker.packets().saturating_add(1);
+        (self.walker.offset(), format!("packet {n}"))
+    }
+}
+
 #[pymethods]
 impl PyPcapngWalker {
     #[classattr]
@@ -1379,28 +1441,7 @@ impl PyPcapngWalker {
         max_frames: usize,
         max_bytes: usize,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        if let Some((offset, msg)) = &self.broken {
-            return Err(core_error(Some(*offset), msg.clone(), None));
-        }
-        if let Some(e) = self.pending.take() {
-            return Err(walk_error(e));
-        }
-        let max_frames = max_frames.max(1);
-        let outcome = py.detach(|| guarded(|| self.fill_batch(max_frames, max_bytes)));
-        if let Err(msg) = outcome {
-            let offset = self.walker.offset();
-            let msg = format!(
-                "internal error in the compiled core (a bug) at packet {}: {msg}",
-                self.walker.packets().saturating_add(1)
-            );
-            self.broken = Some((offset, msg.clone()));
-            return Err(core_error(Some(offset), msg, None));
-        }
-        if self.batch.offsets.is_empty() && self.batch.rare.is_empty() {
-            if let Some(e) = self.pending.take() {
-                return Err(walk_error(e));
-            }
-        }
+        next_batch(py, self, max_frames, max_bytes)?;
         let b = &self.batch;
         let data = self
             .walker

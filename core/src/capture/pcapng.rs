@@ -516,28 +516,18 @@ impl<R: Read> PcapngWalker<R> {
                 };
                 let wirelen = u32_at(b, 8, be).unwrap_or(0);
                 let caplen = wirelen.min(iface.snaplen).min(blen - 16);
-                let at = start + 12;
-                self.w.pos = stop;
-                self.packets += 1;
-                let mut flags = FLAG_SPB_NO_TIMESTAMP;
-                if caplen < wirelen {
-                    flags |= FLAG_SNAPLEN_TRUNCATED;
-                }
-                let data = self
-                    .w
-                    .buf
-                    .get(at..at + caplen as usize)
-                    .ok_or_else(|| truncated(offset))?;
-                Ok(Some(Block::Frame(Frame {
+                let packet = Packet {
                     ts: self.last_ts,
-                    linktype: iface.linktype,
-                    data,
+                    iface,
+                    at: start + 12,
+                    stop,
+                    caplen,
                     wirelen,
+                    flags: FLAG_SPB_NO_TIMESTAMP,
                     direction: None,
                     offset,
-                    at,
-                    flags,
-                })))
+                };
+                self.frame(packet)
             }
             IDB => {
                 let iface = match parse_idb(b, blen, be, offset) {
@@ -565,43 +555,26 @@ impl<R: Read> PcapngWalker<R> {
                 let Some(iface) = self.ifaces.get(usize::from(iface_id)).copied() else {
                     return self.fail(no_idb(offset, u32::from(iface_id)));
                 };
-                if caplen > blen - 32 {
-                    return self.fail(caplen_past_block(offset, caplen, blen));
+                if let Err(e) = check_caplen(iface, caplen, blen, offset) {
+                    return self.fail(e);
                 }
-                if caplen > iface.snaplen && caplen > max_snaplen_for_dlt(iface.linktype) {
-                    return self.fail(caplen_over_max(offset, caplen, iface.linktype));
-                }
-                let ts = timestamp(
-                    (u64::from(th) << 32) | u64::from(tl),
-                    iface.units,
-                    iface.offset,
-                );
-                self.last_ts = ts;
-                let at = start + 28;
-                self.w.pos = stop;
-                self.packets += 1;
-                let mut flags = FLAG_OBSOLETE_PACKET_BLOCK;
-                if caplen < wirelen {
-                    flags |= FLAG_SNAPLEN_TRUNCATED;
-                }
-                if caplen > iface.snaplen {
-                    flags |= FLAG_CAPLEN_OVER_SNAPLEN;
-                }
-                let data = self
-                    .w
-                    .buf
-                    .get(at..at + caplen as usize)
-                    .ok_or_else(|| truncated(offset))?;
-                Ok(Some(Block::Frame(Frame {
-                    ts,
-                    linktype: iface.linktype,
-                    data,
+                let packet = Packet {
+                    ts: timestamp(
+                        (u64::from(th) << 32) | u64::from(tl),
+                        iface.units,
+                        iface.offset,
+                    ),
+                    iface,
+                    at: start + 28,
+                    stop,
+                    caplen,
                     wirelen,
+                    flags: FLAG_OBSOLETE_PACKET_BLOCK,
                     direction: None,
                     offset,
-                    at,
-                    flags,
-                })))
+                };
+                self.last_ts = packet.ts;
+                self.frame(packet)
             }
             SHB => {
                 if blen < 28 {
@@ -672,11 +645,8 @@ impl<R: Read> PcapngWalker<R> {
         else {
             return self.fail(no_idb(offset, iface_id));
         };
-        if caplen > blen - 32 {
-            return self.fail(caplen_past_block(offset, caplen, blen));
-        }
-        if caplen > iface.snaplen && caplen > max_snaplen_for_dlt(iface.linktype) {
-            return self.fail(caplen_over_max(offset, caplen, iface.linktype));
+        if let Err(e) = check_caplen(iface, caplen, blen, offset) {
+            return self.fail(e);
         }
         let direction = if self.directions {
             let opts = 28 + ((caplen as usize + 3) & !3);
@@ -684,38 +654,79 @@ impl<R: Read> PcapngWalker<R> {
         } else {
             None
         };
-        let ts = timestamp(
-            (u64::from(th) << 32) | u64::from(tl),
-            iface.units,
-            iface.offset,
-        );
-        self.last_ts = ts;
-        let at = start + 28;
-        self.w.pos = stop;
+        let packet = Packet {
+            ts: timestamp(
+                (u64::from(th) << 32) | u64::from(tl),
+                iface.units,
+                iface.offset,
+            ),
+            iface,
+            at: start + 28,
+            stop,
+            caplen,
+            wirelen,
+            flags: 0,
+            direction,
+            offset,
+        };
+        self.last_ts = packet.ts;
+        self.frame(packet)
+    }
+
+    /// A packet block's frame, its checks passed: the walk moves past the block, the packet
+    /// is counted, and the notes it adds join `p.flags`.
+    fn frame(&mut self, p: Packet) -> Result<Option<Block<'_>>, WalkError> {
+        self.w.pos = p.stop;
         self.packets += 1;
-        let mut flags = 0;
-        if caplen < wirelen {
+        let mut flags = p.flags;
+        if p.caplen < p.wirelen {
             flags |= FLAG_SNAPLEN_TRUNCATED;
         }
-        if caplen > iface.snaplen {
+        if p.caplen > p.iface.snaplen {
             flags |= FLAG_CAPLEN_OVER_SNAPLEN;
         }
         let data = self
             .w
             .buf
-            .get(at..at + caplen as usize)
-            .ok_or_else(|| truncated(offset))?;
+            .get(p.at..p.at + p.caplen as usize)
+            .ok_or_else(|| truncated(p.offset))?;
         Ok(Some(Block::Frame(Frame {
-            ts,
-            linktype: iface.linktype,
+            ts: p.ts,
+            linktype: p.iface.linktype,
             data,
-            wirelen,
-            direction,
-            offset,
-            at,
+            wirelen: p.wirelen,
+            direction: p.direction,
+            offset: p.offset,
+            at: p.at,
             flags,
         })))
     }
+}
+
+/// What a packet block (EPB, SPB or the obsolete PB) says of its frame.
+struct Packet {
+    ts: f64,
+    iface: Iface,
+    /// Where the frame's bytes start in the window, and where the block ends.
+    at: usize,
+    stop: usize,
+    caplen: u32,
+    wirelen: u32,
+    flags: u8,
+    direction: Option<u8>,
+    offset: u64,
+}
+
+/// The caplen checks of an EPB or PB (libpcap's): within its block, and at most the
+/// snaplen or the link type's maximum.
+fn check_caplen(iface: Iface, caplen: u32, blen: u32, offset: u64) -> Result<(), WalkError> {
+    if caplen > blen - 32 {
+        return Err(caplen_past_block(offset, caplen, blen));
+    }
+    if caplen > iface.snaplen && caplen > max_snaplen_for_dlt(iface.linktype) {
+        return Err(caplen_over_max(offset, caplen, iface.linktype));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
