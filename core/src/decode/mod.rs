@@ -63,6 +63,12 @@ impl Addr {
     pub fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
+
+    /// `self.as_bytes() < o.as_bytes()`, compared as one 128-bit number and the length (the
+    /// unused bytes are zero, so this is the bytes' order): the flow key's per-packet test.
+    pub fn before(&self, o: &Self) -> bool {
+        (u128::from_be_bytes(self.bytes), self.len) < (u128::from_be_bytes(o.bytes), o.len)
+    }
 }
 
 /// One decoded IP packet. `l4` is a range of the frame it came from, or, for a reassembled

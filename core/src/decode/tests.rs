@@ -442,3 +442,27 @@ fn any_frame_never_panics() {
     }
     assert!(packets > 100, "{packets}");
 }
+
+/// `Addr::before` is the order of the addresses' bytes, lengths mixed.
+#[test]
+fn address_order_is_the_bytes_order() {
+    let addrs: Vec<Addr> = [
+        &[0u8, 0, 0, 0][..],
+        &[10, 0, 0, 1],
+        &[10, 0, 0, 2],
+        &[255, 255, 255, 255],
+        &[0; 16],
+        &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        &[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        &[255; 16],
+    ]
+    .iter()
+    .map(|b| Addr::from_slice(b))
+    .collect();
+    for a in &addrs {
+        for b in &addrs {
+            assert_eq!(a.before(b), a.as_bytes() < b.as_bytes(), "{a:?} {b:?}");
+        }
+    }
+}

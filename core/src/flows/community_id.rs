@@ -110,17 +110,23 @@ pub fn community_id_into(
     } else {
         (src, dst, sport, dport)
     };
-    let mut h = Sha1::new();
-    h.update(seed.to_be_bytes());
-    h.update(a);
-    h.update(b);
-    h.update([proto, 0]);
-    if has_ports {
-        h.update(pa.to_be_bytes());
-        h.update(pb.to_be_bytes());
+    // The hashed message (seed, addresses, protocol, pad, ports) in one buffer: one update,
+    // and the digest's base64 on the stack (this runs for every record).
+    let mut msg = [0u8; 2 + 16 + 16 + 2 + 4];
+    let mut n = 0;
+    let ([p1, p2], [p3, p4]) = (pa.to_be_bytes(), pb.to_be_bytes());
+    let ports: &[u8] = if has_ports { &[p1, p2, p3, p4] } else { &[] };
+    for part in [&seed.to_be_bytes(), a, b, &[proto, 0], ports] {
+        if let Some(dst) = msg.get_mut(n..n + part.len()) {
+            dst.copy_from_slice(part);
+            n += part.len();
+        }
     }
+    let digest = Sha1::digest(msg.get(..n).unwrap_or_default());
+    let mut text = [0u8; 28]; // (20 bytes take 28 characters)
+    let len = STANDARD.encode_slice(digest, &mut text).unwrap_or(0);
     out.push_str("1:");
-    STANDARD.encode_string(h.finalize(), out);
+    out.push_str(std::str::from_utf8(text.get(..len).unwrap_or_default()).unwrap_or_default());
     true
 }
 

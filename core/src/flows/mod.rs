@@ -6,4 +6,5 @@ pub mod community_id;
 pub mod conn;
 pub mod table;
 pub mod tcp;
+pub mod timers;
 pub mod uid;

@@ -3,8 +3,8 @@
 //!
 //! A transcription of `sniffer/flows/table.py` (the reference, which the differential tests
 //! hold this to record for record and weird for weird), with its names. Connections live in a
-//! slab (`Vec<Option<Flow>>`) found through a hash map of canonical keys; timers are one
-//! binary heap with lazy cancellation: a timer names its connection by slot and serial number
+//! slab (`Vec<Option<Flow>>`) found through a hash map of canonical keys; timers
+//! ([`super::timers`]) are cancelled lazily: a timer names its connection by slot and serial number
 //! (a slot reused by a later connection never receives the old one's timers) and by a
 //! generation (a re-armed timer makes the older one void). Why hand-written: this is the
 //! per-packet path, and its semantics are Zeek's, which no flow-table crate has.
@@ -13,7 +13,7 @@
 //! `events`: finished records (with what orders them), weirds, and new connections.
 
 use std::borrow::Cow;
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 
@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use super::community_id::{community_id_into, icmp4_counterpart, icmp6_counterpart};
 use super::conn::{ntop_into, proto_name, ConnRecord};
 use super::tcp::{self, Segment, TcpConn, TcpContext, TcpSettings};
-use super::uid::{make_uid, KeyPart};
+use super::timers::{Timer, Timers};
+use super::uid::{make_uid, KeyPart, UidBatch};
 use crate::decode::checksum::l4_checksum_ok;
 use crate::decode::{Addr, Decoder, Net, NetSet, Packet};
 use crate::output::json;
@@ -116,7 +117,7 @@ impl PortSet {
 }
 
 fn addr_lt(a: &Addr, b: &Addr) -> bool {
-    a.as_bytes() < b.as_bytes()
+    a.before(b)
 }
 
 /// The table's key of a connection: the Python key tuple's fields. TCP keys are
@@ -167,6 +168,16 @@ impl FlowKey {
 
     /// The uid of a connection with this key, started at `ts` with serial number `serial`.
     fn uid(&self, ts: f64, serial: u64) -> String {
+        self.with_uid_input(|key| make_uid(key, ts, serial))
+    }
+
+    /// Add that uid's making to `batch`.
+    fn push_uid(&self, batch: &mut UidBatch, ts: f64, serial: u64) {
+        self.with_uid_input(|key| batch.push(key, ts, serial));
+    }
+
+    /// `k(the key as the uid's input takes it)`.
+    fn with_uid_input<R>(&self, k: impl FnOnce(&[KeyPart<'_>]) -> R) -> R {
         let (a, b) = (
             KeyPart::Bytes(self.a.as_bytes()),
             KeyPart::Bytes(self.b.as_bytes()),
@@ -174,11 +185,11 @@ impl FlowKey {
         let (pa, pb) = (KeyPart::Int(self.pa.into()), KeyPart::Int(self.pb.into()));
         let proto = KeyPart::Int(self.proto.into());
         if self.one_way {
-            make_uid(&[a, pa, b, pb, proto, KeyPart::Int(1)], ts, serial)
+            k(&[a, pa, b, pb, proto, KeyPart::Int(1)])
         } else if self.proto == 6 {
-            make_uid(&[a, pa, b, pb], ts, serial)
+            k(&[a, pa, b, pb])
         } else {
-            make_uid(&[a, pa, b, pb, proto], ts, serial)
+            k(&[a, pa, b, pb, proto])
         }
     }
 }
@@ -335,6 +346,15 @@ impl Flow {
             return uid.clone();
         }
         self.key.uid(self.start_time(), self.seq_no)
+    }
+
+    /// The uid kept by a tunnel connection; for the others, its making is added to `batch`.
+    fn uid_into(&self, batch: &mut UidBatch) -> Option<String> {
+        if let Some(uid) = self.tunnels.as_ref().and_then(|t| t.uid.as_ref()) {
+            return Some(uid.clone());
+        }
+        self.key.push_uid(batch, self.start_time(), self.seq_no);
+        None
     }
 
     fn start_time(&self) -> f64 {
@@ -522,63 +542,6 @@ pub struct OpenConn {
     pub ip_bytes: u64,
 }
 
-/// A timer in the heap, ordered as the Python tuple `(when, serial, kind, gen, seq)`
-/// without its last item: two timers equal in the others are the same timer of the same
-/// connection, and whichever fires first, the two do the same.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-struct Timer {
-    when: f64,
-    serial: u64,
-    slot: u32,
-    gen: u16,
-    kind: u8,
-}
-
-impl Timer {
-    fn order(&self, o: &Self) -> Ordering {
-        self.when
-            .total_cmp(&o.when)
-            .then(self.serial.cmp(&o.serial))
-            .then(self.kind.cmp(&o.kind))
-            .then(self.gen.cmp(&o.gen))
-    }
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, o: &Self) -> bool {
-        self.order(o) == Ordering::Equal
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.order(o)
-    }
-}
-
-/// The timer heap.
-#[derive(Debug, Default)]
-struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
-}
-
-impl Timers {
-    fn push(&mut self, when: f64, serial: u64, kind: u8, gen: u16, slot: u32) {
-        self.heap.push(Reverse(Timer {
-            when,
-            serial,
-            gen,
-            slot,
-            kind,
-        }));
-    }
-}
-
 /// Counters of the flow stage, by the Python stats names (`weird:NAME`, `tunneled_packets`,
 /// `flows_evicted`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -690,7 +653,8 @@ pub struct FlowTable {
     pub settings: TableSettings,
     likely_tcp: PortSet,
     likely_udp: PortSet,
-    local: NetSet,
+    /// What rows are made with: the local networks and reused text buffers.
+    rowing: Rowing,
     no_csum_nets: Option<NetSet>,
     check_csums: bool,
     /// UDP ports where Zeek's DNS analyzer runs: its ports, when they are server ports.
@@ -730,8 +694,6 @@ pub struct FlowTable {
     /// `row_format`) instead of reported as records: nothing else wants the record.
     pub rows: Option<String>,
     pub row_format: RowFormat,
-    /// Reused text buffers of the rows (addresses, Community ID).
-    scratch: [String; 3],
 }
 
 /// A decoded packet and the bytes its `l4` range points into.
@@ -795,7 +757,7 @@ impl FlowTable {
             serials: Cow::Borrowed(&self.serials),
             free: Cow::Borrowed(&self.free),
             order: Cow::Borrowed(&self.order),
-            timers: Cow::Borrowed(&self.timers.heap),
+            timers: Cow::Owned(self.timers.to_heap()),
             ip_tunnels: Cow::Borrowed(&self.ip_tunnels),
             frame: self.frame,
             serial_frame: self.serial_frame,
@@ -842,7 +804,7 @@ impl FlowTable {
         self.slab.clear();
         self.slab.extend(slab);
         (self.serials, self.free, self.order) = (serials, free, order);
-        self.timers.heap = saved.timers.into_owned();
+        self.timers = Timers::from_heap(saved.timers.into_owned());
         self.ip_tunnels = saved.ip_tunnels.into_owned();
         (self.frame, self.serial_frame, self.serial_k) =
             (saved.frame, saved.serial_frame, saved.serial_k);
@@ -888,7 +850,10 @@ impl FlowTable {
         FlowTable {
             likely_tcp,
             likely_udp,
-            local: NetSet::new(&settings.local_nets),
+            rowing: Rowing {
+                local: NetSet::new(&settings.local_nets),
+                text: Default::default(),
+            },
             no_csum_nets: if no_csum.is_empty() {
                 None
             } else {
@@ -918,7 +883,6 @@ impl FlowTable {
             facts: false,
             rows: None,
             row_format: RowFormat::Zeek,
-            scratch: Default::default(),
             settings,
         }
     }
@@ -1035,7 +999,7 @@ impl FlowTable {
     }
 
     fn maybe_compact(&mut self) {
-        if self.timers.heap.len() > 4 * self.index.len() + 4096 {
+        if self.timers.len() > 4 * self.index.len() + 4096 {
             self.compact_timers();
         }
     }
@@ -1045,8 +1009,7 @@ impl FlowTable {
     fn compact_timers(&mut self) {
         let serials = &self.serials;
         let live = |t: &Timer| serials.get(t.slot as usize) == Some(&t.serial);
-        let heap = std::mem::take(&mut self.timers.heap);
-        self.timers.heap = heap.into_iter().filter(|Reverse(t)| live(t)).collect();
+        self.timers.retain(live);
     }
 
     fn set_inactivity_timeout(&mut self, slot: u32, timeout: f64) {
@@ -1064,13 +1027,7 @@ impl FlowTable {
 
     /// Fire every timer due at network time `t` (Zeek: before the packet is processed).
     pub fn advance(&mut self, t: f64) {
-        while let Some(Reverse(top)) = self.timers.heap.peek() {
-            if top.when > t {
-                break;
-            }
-            let Some(Reverse(tm)) = self.timers.heap.pop() else {
-                break;
-            };
+        while let Some(tm) = self.timers.pop_due(t) {
             if self.serials.get(tm.slot as usize) != Some(&tm.serial) {
                 continue; // its connection is gone (the slot may hold another)
             }
@@ -1122,12 +1079,7 @@ impl FlowTable {
     pub fn tick(&mut self, ts: f64) {
         if ts > self.network_time {
             self.network_time = ts;
-            if self
-                .timers
-                .heap
-                .peek()
-                .is_some_and(|Reverse(t)| t.when <= ts)
-            {
+            if self.timers.next_when().is_some_and(|when| when <= ts) {
                 self.advance(ts);
             }
         }
@@ -1368,8 +1320,9 @@ impl FlowTable {
             victims.extend(idle.iter().take(want - victims.len()).map(|v| v.2));
         }
         let evicted = victims.len() as u64;
-        for s in victims {
-            self.remove(s);
+        let uids = self.uids_of(&victims);
+        for (s, uid) in victims.into_iter().zip(uids) {
+            self.remove_as(s, uid);
         }
         self.counters.flows_evicted += evicted;
         if self.weird_events {
@@ -1377,7 +1330,7 @@ impl FlowTable {
             // packet's time: the round of evictions shows in weird.log)
             self.decode_weird(ts, Cow::Borrowed("flows_evicted"));
         }
-        // (The reference compacts its timers here; this heap is compacted by its size alone,
+        // (The reference compacts its timers here; this queue is compacted by its size alone,
         // which nobody can observe but the clock.)
     }
 
@@ -1390,9 +1343,29 @@ impl FlowTable {
             .map(|(_, s)| *s)
     }
 
+    /// The uids of the connections in `slots` (None for an empty slot), made together.
+    fn uids_of(&self, slots: &[u32]) -> Vec<Option<String>> {
+        let mut batch = UidBatch::default();
+        let kept: Vec<Option<String>> = slots
+            .iter()
+            .map(|s| self.flow(*s).and_then(|f| f.uid_into(&mut batch)))
+            .collect();
+        let mut made = batch.finish().into_iter();
+        kept.into_iter()
+            .zip(slots)
+            .map(|(uid, s)| uid.or_else(|| self.flow(*s).and(made.next())))
+            .collect()
+    }
+
     /// End connection `slot` now: its record is reported and its slot freed.
     pub fn remove(&mut self, slot: u32) {
-        let Some(flow) = self.slab.get_mut(slot as usize).and_then(Option::take) else {
+        self.remove_as(slot, None);
+    }
+
+    /// `remove`, with the connection's uid when it was made already.
+    fn remove_as(&mut self, slot: u32, uid: Option<String>) {
+        // (the connection is read where it lies, then its slot emptied: not moved out first)
+        let Some(Some(flow)) = self.slab.get(slot as usize) else {
             return;
         };
         let hash = self.hasher.hash_one(flow.key);
@@ -1403,39 +1376,48 @@ impl FlowTable {
         if let Some(q) = self.serials.get_mut(slot as usize) {
             *q = 0;
         }
-        if let Some(mut out) = self.rows.take() {
-            self.write_row(&mut out, &flow);
+        if let Some(out) = &mut self.rows {
+            match self.row_format {
+                RowFormat::Zeek => self.rowing.with_row(flow, uid, |row| zeek::write(out, row)),
+                RowFormat::Json => self.rowing.with_row(flow, uid, |row| json::write(out, row)),
+            }
             out.push('\n');
-            self.rows = Some(out);
-            return;
+        } else {
+            let rec = self.rowing.with_row(flow, uid, ConnRecord::from_row);
+            self.events.push(TableEvent::Finished {
+                rec: Box::new(rec),
+                frame: self.frame,
+                firing: self.firing,
+            });
         }
-        let rec = self.record(&flow);
-        self.events.push(TableEvent::Finished {
-            rec: Box::new(rec),
-            frame: self.frame,
-            firing: self.firing,
-        });
-    }
-
-    /// The conn.log row of a connection as it stands, written to `out` (no record made).
-    fn write_row(&mut self, out: &mut String, f: &Flow) {
-        match self.row_format {
-            RowFormat::Zeek => self.with_row(f, |row| zeek::write(out, row)),
-            RowFormat::Json => self.with_row(f, |row| json::write(out, row)),
+        if let Some(s) = self.slab.get_mut(slot as usize) {
+            *s = None;
         }
     }
 
     /// The record of a connection as it stands (Zeek's conn.log fields).
     pub fn record(&mut self, f: &Flow) -> ConnRecord {
-        self.with_row(f, ConnRecord::from_row)
+        self.rowing.with_row(f, None, ConnRecord::from_row)
     }
+}
 
+/// What the rows of connections are made with.
+#[derive(Debug)]
+struct Rowing {
+    /// Networks whose addresses are local (`local_orig`, `local_resp`).
+    local: NetSet,
+    /// Reused text buffers (addresses, Community ID, TCP history).
+    text: [String; 4],
+}
+
+impl Rowing {
     /// `k(the row of f)`: the fields of a connection's record as it stands, borrowed from it
     /// and from the table's reused text buffers.
-    fn with_row<R>(&mut self, f: &Flow, k: impl FnOnce(&Row<'_>) -> R) -> R {
+    /// `uid`: the connection's, when made already.
+    fn with_row<R>(&mut self, f: &Flow, uid: Option<String>, k: impl FnOnce(&Row<'_>) -> R) -> R {
         let (orig_h, resp_h) = (f.orig_h(), f.resp_h());
         let (orig_p, resp_p) = f.ports();
-        let [oh, rh, cid] = &mut self.scratch;
+        let [oh, rh, cid, hist] = &mut self.text;
         for (buf, a) in [(&mut *oh, orig_h), (&mut *rh, resp_h)] {
             buf.clear();
             ntop_into(buf, a.as_bytes());
@@ -1451,8 +1433,7 @@ impl FlowTable {
             resp_p,
             0,
         );
-        let uid = f.uid();
-        let history;
+        let uid = uid.unwrap_or_else(|| f.uid());
         let no_parents: &[String] = &[];
         let mut row = Row {
             ts: f.start_time(),
@@ -1481,10 +1462,11 @@ impl FlowTable {
         };
         let (last, sizes) = match &f.state {
             State::Tcp(t) => {
-                history = t.history();
+                hist.clear();
+                t.history_into(hist);
                 row.conn_state = t.conn_state();
                 row.missed_bytes = t.missed_bytes;
-                row.history = &history;
+                row.history = hist;
                 (row.orig_pkts, row.orig_ip_bytes) = (t.orig_pkts, t.orig_ip_bytes);
                 (row.resp_pkts, row.resp_ip_bytes) = (t.resp_pkts, t.resp_ip_bytes);
                 (t.last_time, (t.start_time < t.last_time).then(|| t.sizes()))
@@ -1506,16 +1488,22 @@ impl FlowTable {
         }
         k(&row)
     }
+}
 
+impl FlowTable {
     /// End of input: every remaining connection, in creation order, no timeouts applied.
     pub fn flush(&mut self) {
         let live: Vec<(u64, u32)> = self
             .oldest_first(u32::MAX)
             .filter_map(|s| self.flow(s).map(|f| (f.seq_no, s)))
             .collect();
-        for (serial, slot) in live {
-            self.firing = Firing::Flush { serial };
-            self.remove(slot);
+        for chunk in live.chunks(4096) {
+            let slots: Vec<u32> = chunk.iter().map(|(_, slot)| *slot).collect();
+            let uids = self.uids_of(&slots);
+            for ((serial, slot), uid) in chunk.iter().zip(uids) {
+                self.firing = Firing::Flush { serial: *serial };
+                self.remove_as(*slot, uid);
+            }
         }
         self.firing = Firing::Packet;
         self.index.clear();
@@ -1523,7 +1511,7 @@ impl FlowTable {
         self.serials.clear();
         self.free.clear();
         self.order.clear();
-        self.timers.heap.clear();
+        self.timers.clear();
     }
 
     // -- per packet -----------------------------------------------------------------------

@@ -853,6 +853,11 @@ impl TcpConn {
         self.history_chars().collect()
     }
 
+    /// The history, written to `out` (the rows' reused buffer: no allocation).
+    pub fn history_into(&self, out: &mut String) {
+        out.extend(self.history_chars());
+    }
+
     fn push_history(&mut self, code: char) {
         let len = self.hist & 0xF;
         if len < HIST_INLINE {

@@ -156,9 +156,16 @@ fn fixed6(out: &mut String, x: f64) {
     if x.is_sign_negative() {
         out.push('-');
     }
-    out.push_str(itoa::Buffer::new().format(micros / 1_000_000));
+    // (|x| < 1e15: the micros fit 70 bits; in 64, the usual case, no 128-bit division)
+    let (int, f) = match u64::try_from(micros) {
+        Ok(m) => (u128::from(m / 1_000_000), m % 1_000_000),
+        Err(_) => (
+            micros / 1_000_000,
+            u64::try_from(micros % 1_000_000).unwrap_or(0),
+        ),
+    };
+    out.push_str(itoa::Buffer::new().format(int));
     out.push('.');
-    let f = micros % 1_000_000;
     let digits = itoa::Buffer::new().format(f).len();
     for _ in digits..6 {
         out.push('0');
@@ -192,8 +199,9 @@ fn string(out: &mut String, v: Option<&str>, extra: Option<char>) {
         return;
     }
     // The common case: printable ASCII without a backslash (or `extra`) goes out as it is.
-    let plain = |b: &u8| (0x20..0x7f).contains(b) && *b != b'\\';
-    if s.as_bytes().iter().all(plain)
+    // (a fold without early exit: the compiler checks many bytes at once)
+    let plain = |ok: bool, b: &u8| ok & (0x20..0x7f).contains(b) & (*b != b'\\');
+    if s.as_bytes().iter().fold(true, plain)
         && extra.is_none_or(|e| !s.contains(e))
         && s != UNSET_FIELD
         && s != EMPTY_FIELD
