@@ -259,7 +259,7 @@ class _Output:
         """For `--workers`: open with the verdict fields or without; rows come formatted."""
         self._open(verdicts=verdicts)
 
-    def write_raw(self, row: str) -> None:
+    def write_raw(self, row: str | bytes) -> None:
         self.out.write(row)
 
     def finish(self, stats: Stats, max_rows: int | None) -> None:

@@ -18,7 +18,7 @@ use std::panic::{self, AssertUnwindSafe};
 use pyo3::exceptions::PyException;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::capture::pcap::{self, PcapWalker as Walker, WalkError};
 use crate::decode::{self, checksum, links, Decoder, Net, Packet};
@@ -1077,10 +1077,12 @@ impl PyEngine {
         self.run(py, Engine::finish)
     }
 
-    fn take_rows<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyString> {
+    /// The rows written since the last call, as UTF-8 bytes: the output file takes them as
+    /// they are (a str would cost a scan of every byte, then an encoding back).
+    fn take_rows<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
         // (cleared, not taken: the buffer keeps its capacity for the next batch)
         let rows = self.engine.rows();
-        let text = PyString::new(py, rows);
+        let text = PyBytes::new(py, rows.as_bytes());
         rows.clear();
         text
     }

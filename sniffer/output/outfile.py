@@ -138,7 +138,10 @@ class LineFile(_WholeFile):
         super().__init__(path, fd, buffer)
 
     def _chunk(self) -> bytes:
-        return "".join(self._take()).encode("utf-8", "surrogateescape")
+        # Lines come as str (the Python writers) or as bytes (the core's rows, a batch at once:
+        # written as they are, with no decoding to str and encoding back).
+        return b"".join(p if isinstance(p, bytes) else p.encode("utf-8", "surrogateescape")
+                        for p in self._take())
 
     def _whole(self, chunk: bytes, done: int) -> int:
         return chunk.rfind(b"\n", 0, done) + 1
@@ -172,12 +175,20 @@ class StdoutLines:
 
     def __init__(self, binary: bool = False) -> None:
         import sys
+        self._binary = binary
         self._out = sys.stdout.buffer if binary else sys.stdout
         self.trailer = None
         self.name = "stdout"
 
     def write(self, text: str | bytes) -> int:
         try:
+            if isinstance(text, bytes) and not self._binary:
+                # the core's rows on a text stdout: through its buffer, after its pending text
+                buffer = getattr(self._out, "buffer", None)
+                if buffer is None:  # (a stream of text only, as a test's capture)
+                    return self._out.write(text.decode("utf-8", "surrogateescape"))
+                self._out.flush()
+                return buffer.write(text)
             return self._out.write(text)
         except BrokenPipeError:
             raise

@@ -861,7 +861,10 @@ impl FlowTable {
             },
             check_csums: !settings.ignore_checksums,
             dns_ports,
-            index: HashTable::new(),
+            // A bounded table's index has room for twice the bound: a flood's churn leaves
+            // tombstones, and at hashbrown's full load every probe (a new key's miss, a
+            // removal) walks far and the table rehashes in place again and again.
+            index: HashTable::with_capacity(settings.max_flows.min(1 << 22).saturating_mul(2)),
             hasher: RandomState::default(),
             // A bounded table's slab is reserved whole (untouched pages cost nothing; a
             // doubling Vec would hold up to twice the bound, and both copies while growing).
@@ -1320,10 +1323,7 @@ impl FlowTable {
             victims.extend(idle.iter().take(want - victims.len()).map(|v| v.2));
         }
         let evicted = victims.len() as u64;
-        let uids = self.uids_of(&victims);
-        for (s, uid) in victims.into_iter().zip(uids) {
-            self.remove_as(s, uid);
-        }
+        self.remove_many(&victims, false);
         self.counters.flows_evicted += evicted;
         if self.weird_events {
             // (the Python reference's LoggedStats logs this count like decode's, at the
@@ -1364,7 +1364,32 @@ impl FlowTable {
 
     /// `remove`, with the connection's uid when it was made already.
     fn remove_as(&mut self, slot: u32, uid: Option<String>) {
-        // (the connection is read where it lies, then its slot emptied: not moved out first)
+        self.unlink(slot);
+        self.report(slot, uid);
+    }
+
+    /// End the connections in `slots` now, in that order (a round of evictions, the end of
+    /// input; `flush`: the latter). As `remove` one by one, in phases over all of them: their
+    /// uids made together, then their index entries removed (independent probes, whose cache
+    /// misses overlap), then their records.
+    fn remove_many(&mut self, slots: &[u32], flush: bool) {
+        let uids = self.uids_of(slots);
+        for &slot in slots {
+            self.unlink(slot);
+        }
+        for (&slot, uid) in slots.iter().zip(uids) {
+            if flush {
+                if let Some(f) = self.flow(slot) {
+                    self.firing = Firing::Flush { serial: f.seq_no };
+                }
+            }
+            self.report(slot, uid);
+        }
+    }
+
+    /// The first half of removing connection `slot`: out of the index, its slot free (its
+    /// connection still there for `report`).
+    fn unlink(&mut self, slot: u32) {
         let Some(Some(flow)) = self.slab.get(slot as usize) else {
             return;
         };
@@ -1376,6 +1401,14 @@ impl FlowTable {
         if let Some(q) = self.serials.get_mut(slot as usize) {
             *q = 0;
         }
+    }
+
+    /// The second half: the connection's record reported, its slot emptied. (It is read where
+    /// it lies, not moved out first.)
+    fn report(&mut self, slot: u32, uid: Option<String>) {
+        let Some(Some(flow)) = self.slab.get(slot as usize) else {
+            return;
+        };
         if let Some(out) = &mut self.rows {
             match self.row_format {
                 RowFormat::Zeek => self.rowing.with_row(flow, uid, |row| zeek::write(out, row)),
@@ -1493,17 +1526,12 @@ impl Rowing {
 impl FlowTable {
     /// End of input: every remaining connection, in creation order, no timeouts applied.
     pub fn flush(&mut self) {
-        let live: Vec<(u64, u32)> = self
+        let live: Vec<u32> = self
             .oldest_first(u32::MAX)
-            .filter_map(|s| self.flow(s).map(|f| (f.seq_no, s)))
+            .filter(|s| self.flow(*s).is_some())
             .collect();
         for chunk in live.chunks(4096) {
-            let slots: Vec<u32> = chunk.iter().map(|(_, slot)| *slot).collect();
-            let uids = self.uids_of(&slots);
-            for ((serial, slot), uid) in chunk.iter().zip(uids) {
-                self.firing = Firing::Flush { serial: *serial };
-                self.remove_as(*slot, uid);
-            }
+            self.remove_many(chunk, true);
         }
         self.firing = Firing::Packet;
         self.index.clear();
