@@ -1274,30 +1274,26 @@ impl FlowTable {
             State::Tcp(t) => t.orig().state >= tcp::CLOSED || t.resp().state >= tcp::CLOSED,
             State::Simple(c) => !(c.orig_pkts > 0 && c.resp_pkts > 0),
         };
-        // Oldest first: the creation log is in serial order.
-        let mut attempts: Vec<u32> = Vec::new();
+        // Oldest first: the creation log is in serial order. Each attempt with its target
+        // (the responder and its port), read once.
+        let mut attempts: Vec<(u32, (Addr, u16))> = Vec::new();
         for s in self.oldest_first(new) {
-            if self.flow(s).is_some_and(never_answered) {
-                attempts.push(s);
+            if let Some(f) = self.flow(s).filter(|f| never_answered(f)) {
+                attempts.push((s, (*f.resp_h(), f.ports().1)));
                 if attempts.len() >= 2 * want {
                     break;
                 }
             }
         }
-        let target = |s: &u32| {
-            self.flow(*s)
-                .map(|f| (*f.resp_h(), f.ports().1))
-                .unwrap_or_default()
-        };
         let mut counts: HashMap<(Addr, u16), usize, RandomState> = HashMap::default();
-        for s in &attempts {
-            *counts.entry(target(s)).or_default() += 1;
+        for (_, target) in &attempts {
+            *counts.entry(*target).or_default() += 1;
         }
         let n = attempts.len();
-        let heavy = |s: &u32| counts.get(&target(s)).is_some_and(|c| c * 8 >= n);
+        let heavy = |(_, t): &(u32, (Addr, u16))| counts.get(t).is_some_and(|c| c * 8 >= n);
         // Oldest first within the heavy targets, then the others (a stable partition).
-        let (mut victims, others): (Vec<u32>, Vec<u32>) = attempts.into_iter().partition(heavy);
-        victims.extend(others);
+        let (heavy, others): (Vec<_>, Vec<_>) = attempts.into_iter().partition(heavy);
+        let mut victims: Vec<u32> = heavy.into_iter().chain(others).map(|a| a.0).collect();
         victims.truncate(want);
         let mut chosen: std::collections::HashSet<u32, RandomState> =
             victims.iter().copied().collect();
