@@ -7,6 +7,7 @@ options gives what `zeek -r` gives.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 
 from sniffer.errors import UsageError
@@ -135,3 +136,9 @@ def apply_detect_setting(settings: Settings, spec: str) -> None:
         raise UsageError(f"--detect-set {name}: must be more than 0 and up to {DETECT_MAX}, "
                          f"got {value.strip()!r}")
     setattr(settings, name, number)
+
+
+def python_engine() -> bool:
+    """SNIFFER_ENGINE=python: run the Python engine (the reference the compiled one is held
+    to) instead of the compiled one: for comparing the two, and benchmarks of the old one."""
+    return os.environ.get("SNIFFER_ENGINE") == "python"

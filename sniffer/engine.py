@@ -19,7 +19,6 @@ segment, which reach their hooks in order.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -31,12 +30,6 @@ from sniffer.stats import LoggedStats, Stats
 Frame = tuple[float, int, bytes, int]  # (ts, linktype, data, wirelen)
 DirectedFrame = tuple[float, int, bytes, int, "int | None"]  # ... and the direction (pkttype)
 Owner = Callable[[int, bytes], int]  # `--workers`: the shard that owns a frame
-
-
-def python_engine() -> bool:
-    """SNIFFER_ENGINE=python: run the Python engine (the reference the compiled one is held
-    to) instead of the compiled one: for comparing the two, and benchmarks of the old one."""
-    return os.environ.get("SNIFFER_ENGINE") == "python"
 
 
 @dataclass(slots=True)

@@ -19,8 +19,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from sniffer.config import python_engine
 from sniffer.correlate import KernelView, keep_seconds
-from sniffer.engine import CoreEngine, Engine, Finished, NewConn, python_engine
+from sniffer.engine import CoreEngine, Engine, Finished, NewConn
 from sniffer.flows.conn import ntop, proto_name
 from sniffer.stats import Stats
 

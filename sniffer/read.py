@@ -7,14 +7,16 @@ import os
 import sys
 from dataclasses import dataclass
 from itertools import islice
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports
+from sniffer.config import Settings, apply_detect_setting, parse_net, parse_ports, python_engine
 from sniffer.errors import BadInputError, SnifferError, UsageError
-from sniffer.engine import CoreEngine, Engine, Finished, python_engine
-from sniffer.flows.conn import Conn
 from sniffer.interrupt import Interrupted
 from sniffer.stats import LoggedStats, Stats, checksum_warning
+
+if TYPE_CHECKING:
+    from sniffer.engine import Finished
+    from sniffer.flows.conn import Conn
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -57,6 +59,8 @@ def run_packets(paths: list[str], settings: Settings, stats: Stats, emit,
     sniffer.workers). Returns the input error or the stop signal (sniffer.interrupt)
     that ended the run early, if any: the caller reports it after the output is complete.
     """
+    # (imported here: the rows path below needs neither, and every import is start-up time)
+    from sniffer.engine import CoreEngine, Engine, Finished
     if not python_engine():
         engine = CoreEngine(settings, stats, detectors=detectors, weirds=weird is not None,
                             shard=shard, source=", ".join(paths))
