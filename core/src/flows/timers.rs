@@ -69,6 +69,9 @@ impl Ord for Timer {
 /// protocols' timeouts); the rest (out-of-order packet times) goes to the heap.
 const MAX_RUNS: usize = 8;
 
+/// Seconds: a timer this close after a run's last one is taken for the same stream.
+const SAME_STREAM: f64 = 1.0;
+
 /// Where the next timer is.
 #[derive(Clone, Copy)]
 enum Head {
@@ -91,6 +94,8 @@ pub struct Timers {
     heap: BinaryHeap<Reverse<Timer>>,
     /// When the next timer is due (infinity: none), asked before every packet.
     next: f64,
+    /// By timer kind, the run it went to last.
+    hints: [usize; 8],
 }
 
 impl Default for Timers {
@@ -99,6 +104,7 @@ impl Default for Timers {
             runs: Vec::new(),
             heap: BinaryHeap::new(),
             next: f64::INFINITY,
+            hints: [0; 8],
         }
     }
 }
@@ -113,12 +119,28 @@ impl Timers {
             kind,
         };
         // The run whose last timer is the latest not after `t` (best fit: each steady stream
-        // keeps to its run); else a new run, or the heap.
-        let mut best: Option<(usize, Timer)> = None;
-        for (i, run) in self.runs.iter().enumerate() {
-            if run.last.not_after(&t) && best.is_none_or(|(_, b)| b.not_after(&run.last)) {
-                best = Some((i, run.last));
+        // keeps to its run); else a new run, or the heap. The run this kind of timer went to
+        // last is tried first: when `t` follows its last timer closely it is the same stream
+        // (any run whose last timer is not after `t` keeps the order; best fit only packs).
+        let hint = self
+            .hints
+            .get(usize::from(t.kind & 7))
+            .copied()
+            .unwrap_or(0);
+        let mut best: Option<(usize, Timer)> = self
+            .runs
+            .get(hint)
+            .filter(|r| r.last.not_after(&t) && t.when - r.last.when < SAME_STREAM)
+            .map(|r| (hint, r.last));
+        if best.is_none() {
+            for (i, run) in self.runs.iter().enumerate() {
+                if run.last.not_after(&t) && best.is_none_or(|(_, b)| b.not_after(&run.last)) {
+                    best = Some((i, run.last));
+                }
             }
+        }
+        if let (Some((i, _)), Some(h)) = (best, self.hints.get_mut(usize::from(t.kind & 7))) {
+            *h = i;
         }
         if t.when.total_cmp(&self.next) == Ordering::Less {
             self.next = t.when; // (the heap's order: total)
