@@ -219,5 +219,11 @@ mod tests {
             assert_eq!(ntop(&v6(text)), want, "{text}");
         }
         assert_eq!(ntop(&[10, 0, 0, 1]), "10.0.0.1");
+        // every octet value, in every position
+        for o in 0..=255u8 {
+            let octets = [o, o.wrapping_add(7), o.wrapping_mul(3), 255 - o];
+            let want = std::net::Ipv4Addr::from(octets).to_string();
+            assert_eq!(ntop(&octets), want);
+        }
     }
 }

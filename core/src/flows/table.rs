@@ -25,7 +25,7 @@ use super::community_id::{community_id_into, icmp4_counterpart, icmp6_counterpar
 use super::conn::{ntop_into, proto_name, ConnRecord};
 use super::tcp::{self, Segment, TcpConn, TcpContext, TcpSettings};
 use super::timers::{Timer, Timers};
-use super::uid::{make_uid, KeyPart, UidBatch};
+use super::uid::{make_uid, KeyPart, Uid, UidBatch};
 use crate::decode::checksum::l4_checksum_ok;
 use crate::decode::{Addr, Decoder, Net, NetSet, Packet};
 use crate::output::json;
@@ -348,13 +348,14 @@ impl Flow {
         self.key.uid(self.start_time(), self.seq_no)
     }
 
-    /// The uid kept by a tunnel connection; for the others, its making is added to `batch`.
-    fn uid_into(&self, batch: &mut UidBatch) -> Option<String> {
-        if let Some(uid) = self.tunnels.as_ref().and_then(|t| t.uid.as_ref()) {
-            return Some(uid.clone());
+    /// Add the making of this connection's uid to `batch`, unless it keeps one (a tunnel's):
+    /// true if added.
+    fn uid_into(&self, batch: &mut UidBatch) -> bool {
+        if self.tunnels.as_ref().is_some_and(|t| t.uid.is_some()) {
+            return false;
         }
         self.key.push_uid(batch, self.start_time(), self.seq_no);
-        None
+        true
     }
 
     fn start_time(&self) -> f64 {
@@ -1339,17 +1340,17 @@ impl FlowTable {
             .map(|(_, s)| *s)
     }
 
-    /// The uids of the connections in `slots` (None for an empty slot), made together.
-    fn uids_of(&self, slots: &[u32]) -> Vec<Option<String>> {
+    /// The uids of the connections in `slots`, made together (None for an empty slot, or a
+    /// connection that keeps its uid).
+    fn uids_of(&self, slots: &[u32]) -> Vec<Option<Uid>> {
         let mut batch = UidBatch::default();
-        let kept: Vec<Option<String>> = slots
+        let made: Vec<bool> = slots
             .iter()
-            .map(|s| self.flow(*s).and_then(|f| f.uid_into(&mut batch)))
+            .map(|s| self.flow(*s).is_some_and(|f| f.uid_into(&mut batch)))
             .collect();
-        let mut made = batch.finish().into_iter();
-        kept.into_iter()
-            .zip(slots)
-            .map(|(uid, s)| uid.or_else(|| self.flow(*s).and(made.next())))
+        let mut uids = batch.finish().into_iter();
+        made.into_iter()
+            .map(|m| if m { uids.next() } else { None })
             .collect()
     }
 
@@ -1359,7 +1360,7 @@ impl FlowTable {
     }
 
     /// `remove`, with the connection's uid when it was made already.
-    fn remove_as(&mut self, slot: u32, uid: Option<String>) {
+    fn remove_as(&mut self, slot: u32, uid: Option<Uid>) {
         self.unlink(slot);
         self.report(slot, uid);
     }
@@ -1401,13 +1402,15 @@ impl FlowTable {
 
     /// The second half: the connection's record reported, its slot emptied. (It is read where
     /// it lies, not moved out first.)
-    fn report(&mut self, slot: u32, uid: Option<String>) {
+    fn report(&mut self, slot: u32, uid: Option<Uid>) {
         let Some(Some(flow)) = self.slab.get(slot as usize) else {
             return;
         };
         if let Some(out) = &mut self.rows {
             match self.row_format {
-                RowFormat::Zeek => self.rowing.with_row(flow, uid, |row| zeek::write(out, row)),
+                RowFormat::Zeek => self
+                    .rowing
+                    .with_row(flow, uid, |row| zeek::write_made(out, row)),
                 RowFormat::Json => self.rowing.with_row(flow, uid, |row| json::write(out, row)),
             }
             out.push('\n');
@@ -1443,7 +1446,7 @@ impl Rowing {
     /// `k(the row of f)`: the fields of a connection's record as it stands, borrowed from it
     /// and from the table's reused text buffers.
     /// `uid`: the connection's, when made already.
-    fn with_row<R>(&mut self, f: &Flow, uid: Option<String>, k: impl FnOnce(&Row<'_>) -> R) -> R {
+    fn with_row<R>(&mut self, f: &Flow, uid: Option<Uid>, k: impl FnOnce(&Row<'_>) -> R) -> R {
         let (orig_h, resp_h) = (f.orig_h(), f.resp_h());
         let (orig_p, resp_p) = f.ports();
         let [oh, rh, cid, hist] = &mut self.text;
@@ -1462,11 +1465,18 @@ impl Rowing {
             resp_p,
             0,
         );
-        let uid = uid.unwrap_or_else(|| f.uid());
+        let kept;
+        let uid = match &uid {
+            Some(uid) => uid.as_str(),
+            None => {
+                kept = f.uid();
+                kept.as_str()
+            }
+        };
         let no_parents: &[String] = &[];
         let mut row = Row {
             ts: f.start_time(),
-            uid: &uid,
+            uid,
             orig_h: oh,
             orig_p,
             resp_h: rh,

@@ -13,6 +13,18 @@ use std::fmt::Write as _;
 use blake2b_simd::many::{hash_many, HashManyJob};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `\xNN` for every byte value (the bytes of addresses mostly take this form).
+#[allow(clippy::indexing_slicing)] // (computed by the compiler: a bad index fails the build)
+const ESCAPES: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [b'\\', b'x', HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// One item of a connection key.
@@ -27,12 +39,28 @@ pub enum KeyPart<'a> {
 pub fn make_uid(key: &[KeyPart<'_>], ts: f64, serial: u64) -> String {
     let mut text = Vec::new();
     write_input(&mut text, key, ts, serial);
-    uid_text(
-        blake2b_simd::Params::new()
-            .hash_length(16)
-            .hash(&text)
-            .as_bytes(),
-    )
+    let digest = blake2b_simd::Params::new().hash_length(16).hash(&text);
+    Uid::of_digest(digest.as_bytes()).as_str().to_owned()
+}
+
+/// A uid's text on the stack ("C" and 16 base62 digits): a batch makes thousands, which the
+/// rows only copy into their text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uid([u8; 17]);
+
+impl Uid {
+    /// A base62 digit per digest byte.
+    fn of_digest(digest: &[u8]) -> Self {
+        let mut text = [b'C'; 17];
+        for (d, &b) in text.iter_mut().skip(1).zip(digest) {
+            *d = ALPHABET.get(usize::from(b % 62)).copied().unwrap_or(b'0');
+        }
+        Uid(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default() // (ASCII by construction)
+    }
 }
 
 /// Uids made together: their inputs written into one buffer and hashed several at a time
@@ -51,7 +79,7 @@ impl UidBatch {
     }
 
     /// The uids of the inputs pushed, in their order; the batch is empty again.
-    pub fn finish(&mut self) -> Vec<String> {
+    pub fn finish(&mut self) -> Vec<Uid> {
         let mut params = blake2b_simd::Params::new();
         params.hash_length(16);
         let mut start = 0;
@@ -64,24 +92,12 @@ impl UidBatch {
         hash_many(jobs.iter_mut());
         let uids = jobs
             .iter()
-            .map(|j| uid_text(j.to_hash().as_bytes()))
+            .map(|j| Uid::of_digest(j.to_hash().as_bytes()))
             .collect();
         self.text.clear();
         self.ends.clear();
         uids
     }
-}
-
-/// "C" and a base62 digit per digest byte.
-fn uid_text(digest: &[u8]) -> String {
-    let mut uid = String::with_capacity(17);
-    uid.push('C');
-    for &b in digest {
-        uid.push(char::from(
-            ALPHABET.get(usize::from(b % 62)).copied().unwrap_or(b'0'),
-        ));
-    }
-    uid
 }
 
 /// The text hashed: Python's `repr((key, ts, serial))`.
@@ -145,10 +161,7 @@ pub fn bytes_repr(s: &mut Vec<u8>, b: &[u8]) {
             b'\\' => s.extend_from_slice(b"\\\\"),
             _ if c == quote => s.extend_from_slice(&[b'\\', quote]),
             0x20..=0x7e => s.push(c),
-            _ => {
-                let hex = |n: u8| HEX.get(usize::from(n)).copied().unwrap_or(b'0');
-                s.extend_from_slice(&[b'\\', b'x', hex(c >> 4), hex(c & 15)]);
-            }
+            _ => s.extend_from_slice(ESCAPES.get(usize::from(c)).unwrap_or(&[0; 4])),
         }
     }
     s.push(quote);
@@ -279,7 +292,8 @@ mod tests {
             batch.push(key, f64::from_bits(bits), serial);
         }
         let uids: Vec<&str> = vectors::VECTORS.iter().map(|v| v.4).collect();
-        assert_eq!(batch.finish(), uids);
+        let made = batch.finish();
+        assert_eq!(made.iter().map(Uid::as_str).collect::<Vec<_>>(), uids);
         assert!(batch.finish().is_empty());
     }
 

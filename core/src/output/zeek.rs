@@ -50,22 +50,42 @@ pub fn write_row(out: &mut String, c: &ConnRecord) {
 
 /// Append one data line (no newline) for `c` to `out`.
 pub fn write(out: &mut String, c: &Row<'_>) {
+    write_text::<true>(out, c);
+}
+
+/// `write`, for the rows the flow table makes: their text fields are the engine's own making
+/// (a base62 uid, addresses as inet_ntop writes them, fixed protocol and state names, history
+/// letters, a base64 Community ID), none of which Zeek's rendering changes, so they are not
+/// scanned for it (a record each: in a flood, millions). Debug builds (the tests, the fuzz
+/// targets) check that against `write`.
+pub fn write_made(out: &mut String, c: &Row<'_>) {
+    let start = out.len();
+    write_text::<false>(out, c);
+    debug_assert!({
+        let mut checked = String::new();
+        write(&mut checked, c);
+        out.get(start..) == Some(checked.as_str())
+    });
+}
+
+/// One data line; `ESCAPE`: text fields rendered as Zeek does (else copied as they are).
+fn write_text<const ESCAPE: bool>(out: &mut String, c: &Row<'_>) {
     let start = out.len();
     time(out, Some(c.ts));
     tab(out);
-    string(out, Some(c.uid), None);
+    string::<ESCAPE>(out, Some(c.uid), None);
     tab(out);
-    string(out, Some(c.orig_h), None);
+    string::<ESCAPE>(out, Some(c.orig_h), None);
     out.push('\t');
     out.push_str(itoa::Buffer::new().format(c.orig_p));
     out.push('\t');
-    string(out, Some(c.resp_h), None);
+    string::<ESCAPE>(out, Some(c.resp_h), None);
     out.push('\t');
     out.push_str(itoa::Buffer::new().format(c.resp_p));
     out.push('\t');
-    string(out, Some(c.proto), None);
+    string::<ESCAPE>(out, Some(c.proto), None);
     tab(out);
-    string(out, c.service, None);
+    string::<ESCAPE>(out, c.service, None);
     tab(out);
     time(out, c.duration);
     tab(out);
@@ -73,7 +93,7 @@ pub fn write(out: &mut String, c: &Row<'_>) {
     tab(out);
     count(out, c.resp_bytes);
     tab(out);
-    string(out, Some(c.conn_state), None);
+    string::<ESCAPE>(out, Some(c.conn_state), None);
     tab(out);
     boolean(out, c.local_orig);
     tab(out);
@@ -82,7 +102,7 @@ pub fn write(out: &mut String, c: &Row<'_>) {
     out.push_str(itoa::Buffer::new().format(c.missed_bytes));
     out.push('\t');
     // Zeek leaves an empty history (and an empty tunnel_parents) unset, not empty.
-    string(out, (!c.history.is_empty()).then_some(c.history), None);
+    string::<ESCAPE>(out, (!c.history.is_empty()).then_some(c.history), None);
     for n in [c.orig_pkts, c.orig_ip_bytes, c.resp_pkts, c.resp_ip_bytes] {
         out.push('\t');
         out.push_str(itoa::Buffer::new().format(n));
@@ -95,13 +115,13 @@ pub fn write(out: &mut String, c: &Row<'_>) {
             if i > 0 {
                 out.push(SET_SEPARATOR);
             }
-            string(out, Some(t), Some(SET_SEPARATOR));
+            string::<ESCAPE>(out, Some(t), Some(SET_SEPARATOR));
         }
     }
     out.push('\t');
     out.push_str(itoa::Buffer::new().format(c.ip_proto));
     out.push('\t');
-    string(out, c.community_id, None);
+    string::<ESCAPE>(out, c.community_id, None);
     if out.get(start..).is_some_and(|row| row.starts_with('#')) {
         out.replace_range(start..start + 1, "\\x23");
     }
@@ -188,14 +208,19 @@ fn boolean(out: &mut String, v: Option<bool>) {
     });
 }
 
-/// Zeek's string rendering (`_format_string` in Python), `extra` escaped too (in sets: `,`).
-fn string(out: &mut String, v: Option<&str>, extra: Option<char>) {
+/// Zeek's string rendering (`_format_string` in Python), `extra` escaped too (in sets: `,`);
+/// without `ESCAPE`, a text known to need none is copied as it is.
+fn string<const ESCAPE: bool>(out: &mut String, v: Option<&str>, extra: Option<char>) {
     let Some(s) = v else {
         out.push_str(UNSET_FIELD);
         return;
     };
     if s.is_empty() {
         out.push_str(EMPTY_FIELD);
+        return;
+    }
+    if !ESCAPE {
+        out.push_str(s);
         return;
     }
     // The common case: printable ASCII without a backslash (or `extra`) goes out as it is.
