@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sniffer.flows.conn import Conn
+if TYPE_CHECKING:  # (annotations only: `read`'s rows path starts without the record types)
+    from sniffer.flows.conn import Conn
 
 SEPARATOR = "\t"
 SET_SEPARATOR = ","
