@@ -3,11 +3,12 @@
     python bench/read_bench.py [--packets 1000000] [--runs 3] [--write]
 
 Generates (once, cached in --dir) the captures with bench/gen_capture.py: the realistic mix at
-200k and 1M packets and a 2M-packet SYN flood, then runs every tool on each, alternating, and
-takes the median of --runs runs after one warm-up. Each run is one whole process, measured with
-wait4(2): wall clock, CPU time (user + system) and peak RSS. Tools that are not installed are
-skipped, and the table says so. `--write` puts the table, with the machine, the versions and
-the date, into docs/performance.md between the read-bench markers.
+200k and 1M packets and a 2M-packet SYN flood, then runs every tool on each: one warm-up each,
+then --runs rounds, each round running every (capture, tool) pair once in turn, and takes the
+medians (so the machine's drift weighs on every pair alike). Each run is one whole process,
+measured with wait4(2): wall clock, CPU time (user + system) and peak RSS. Tools that are not
+installed are skipped, and the table says so. `--write` puts the table, with the machine, the
+versions and the date, into docs/performance.md between the read-bench markers.
 
 What each tool does (all read the same file from the page cache):
 * sniffer: `sniffer read FILE --format zeek -o /dev/null`, default settings (checksums checked,
@@ -193,6 +194,10 @@ def main() -> int:
     for name, (cmd, why) in available.items():
         if cmd is None:
             rows.append(("all", name, None, why))
+    # Every (capture, tool) pair is a job; the runs go round the jobs in turn, so the machine's
+    # drift (2-3x over minutes here) weighs on every job alike, and the ratios between
+    # captures (the flood's against the mix's) are as fair as those between tools.
+    jobs = []
     for label, path in files.items():
         npk = count_packets(path)
         for name, (cmd, why) in available.items():
@@ -207,20 +212,28 @@ def main() -> int:
                 full = cmd + ["--cap", "22" if label.startswith("SYN") else "18", str(path)]
             if label.startswith("10 packets") and not name.startswith("sniffer"):
                 continue
-            if name == "scapy":  # about 25 s a run: one run, its rate is what matters
-                runs = [measure(full)]
-            else:
-                measure(full)  # warm-up: page cache, imports
-                runs = [measure(full) for _ in range(args.runs)]
-            wall = statistics.median(r.wall for r in runs)
-            cpu = statistics.median(r.cpu for r in runs)
-            rss = max(r.rss_mb for r in runs)
-            rows.append((label, name, (npk, wall, cpu, rss), ""))
-            if name == "sniffer" and "flows_evicted" in runs[-1].stderr:
-                notes.append(f"- sniffer on the {label}: "
-                             + runs[-1].stderr.strip().splitlines()[0].removeprefix("sniffer: "))
-            print(f"{label:>16} {name:>9}: {npk / wall / 1e3:8.0f} k pkt/s wall, "
-                  f"{npk / cpu / 1e3:8.0f} k pkt/s CPU, {rss:6.0f} MB", flush=True)
+            jobs.append((label, name, npk, full))
+    runs: dict[tuple[str, str], list[Run]] = {(label, name): [] for label, name, _, _ in jobs}
+    for label, name, _, full in jobs:
+        if name == "scapy":  # about 25 s a run: one run, its rate is what matters
+            runs[label, name].append(measure(full))
+        else:
+            measure(full)  # warm-up: page cache, imports
+    for _ in range(args.runs):
+        for label, name, _, full in jobs:
+            if name != "scapy":
+                runs[label, name].append(measure(full))
+    for label, name, npk, _ in jobs:
+        done = runs[label, name]
+        wall = statistics.median(r.wall for r in done)
+        cpu = statistics.median(r.cpu for r in done)
+        rss = max(r.rss_mb for r in done)
+        rows.append((label, name, (npk, wall, cpu, rss), ""))
+        if name == "sniffer" and "flows_evicted" in done[-1].stderr:
+            notes.append(f"- sniffer on the {label}: "
+                         + done[-1].stderr.strip().splitlines()[0].removeprefix("sniffer: "))
+        print(f"{label:>16} {name:>9}: {npk / wall / 1e3:8.0f} k pkt/s wall, "
+              f"{npk / cpu / 1e3:8.0f} k pkt/s CPU, {rss:6.0f} MB", flush=True)
     table = render(rows, args.runs) + ratios(rows, args.packets) + "".join(
         n + "\n" for n in notes)
     print(table)
@@ -266,7 +279,8 @@ def render(rows, runs: int) -> str:
                f"Python {platform.python_version()}")
     lines = [f"Measured {datetime.date.today()} on {machine}. Versions: "
              + "; ".join(version(n) for n in names) + ".",
-             f"Whole process (start-up included), median of {runs} runs after a warm-up (scapy: one run); "
+             f"Whole process (start-up included), median of {runs} rounds over every capture and "
+             "tool after a warm-up (scapy: one run); "
              "rates are packets per second of wall clock and of CPU time (user + system); "
              "peak RSS from wait4(2).", "",
              "| capture | tool | packets | wall | packets/s (wall) | packets/s (CPU) | peak RSS |",

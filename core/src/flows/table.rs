@@ -862,10 +862,7 @@ impl FlowTable {
             },
             check_csums: !settings.ignore_checksums,
             dns_ports,
-            // A bounded table's index has room for twice the bound: a flood's churn leaves
-            // tombstones, and at hashbrown's full load every probe (a new key's miss, a
-            // removal) walks far and the table rehashes in place again and again.
-            index: HashTable::with_capacity(settings.max_flows.min(1 << 22).saturating_mul(2)),
+            index: HashTable::new(),
             hasher: RandomState::default(),
             // A bounded table's slab is reserved whole (untouched pages cost nothing; a
             // doubling Vec would hold up to twice the bound, and both copies while growing).
@@ -1232,6 +1229,14 @@ impl FlowTable {
             Some(Some(f)) => hasher.hash_one(f.key),
             _ => 0,
         };
+        // A bounded table that fills past half its bound gets an index with room for twice
+        // the bound: a flood's churn leaves tombstones, and near hashbrown's full load every
+        // probe (a new key's miss, a removal) walks far and the index rehashes in place again
+        // and again. (Smaller, it keeps a small index, which stays in the caches.)
+        let room = max.min(1 << 22).saturating_mul(2);
+        if max > 0 && self.index.len() >= max / 2 && self.index.capacity() < room {
+            self.index.reserve(room - self.index.len(), rehash);
+        }
         self.index.insert_unique(hasher.hash_one(key), slot, rehash);
         if self.new_events {
             if let Some(f) = self.flow(slot) {
