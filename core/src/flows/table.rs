@@ -3,9 +3,9 @@
 //!
 //! A transcription of `sniffer/flows/table.py` (the reference, which the differential tests
 //! hold this to record for record and weird for weird), with its names. Connections live in a
-//! slab (`Vec<Option<Flow>>`) found through a hash map of canonical keys; timers
-//! ([`super::timers`]) are cancelled lazily: a timer names its connection by slot and serial number
-//! (a slot reused by a later connection never receives the old one's timers) and by a
+//! slab (`Vec<Option<Flow>>`) found through a hash map of canonical keys; timers (queued in
+//! [`super::timers`]) are cancelled lazily: a timer names its connection by slot and serial
+//! number (a slot reused by a later connection never receives the old one's timers) and by a
 //! generation (a re-armed timer makes the older one void). Why hand-written: this is the
 //! per-packet path, and its semantics are Zeek's, which no flow-table crate has.
 //!
