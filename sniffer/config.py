@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
 
 from sniffer.errors import UsageError
 
@@ -63,51 +62,81 @@ def parse_ports(spec: str) -> frozenset[tuple[int, int]]:
     return frozenset(out)
 
 
-@dataclass(slots=True)
 class Settings:
-    """Everything a run can change; one instance flows through every stage."""
+    """Everything a run can change; one instance flows through every stage. Keywords set any
+    setting: `Settings(max_flows=16)`.
 
-    ignore_checksums: bool = False
-    ignore_checksums_nets: list = field(default_factory=list)
-    local_nets: list = field(default_factory=lambda: [parse_net(n) for n in PRIVATE_NETS])
-    likely_server_ports: frozenset = field(default_factory=lambda: parse_ports("zeek"))
-    report_gaps_for_partial: bool = False
-    # Zeek's timeouts (init-bare.zeek), seconds.
-    tcp_attempt_delay: float = 5.0
-    tcp_close_delay: float = 5.0
-    tcp_connection_linger: float = 5.0
-    tcp_SYN_timeout: float = 5.0
-    tcp_session_timer: float = 6.0
-    tcp_inactivity_timeout: float = 300.0
-    udp_inactivity_timeout: float = 60.0
-    icmp_inactivity_timeout: float = 60.0
-    unknown_ip_inactivity_timeout: float = 60.0
-    frag_timeout: float = 300.0
-    # IP fragment reassembly bounds (--frag-max-datagrams, --frag-max-mib): datagrams waiting
-    # for fragments, and the bytes they hold; past either the oldest waiting datagram is
-    # dropped and counted (fragment_evicted). Zeek has no such cap; Suricata's defrag memcap.
-    frag_max_datagrams: int = 16384
-    frag_max_bytes: int = 64 << 20
-    dns_session_timeout: float = 10.0  # Zeek's dns_session_timeout (UDP DNS connections)
-    ip_tunnel_timeout: float = 86400.0  # Zeek's Tunnel::ip_tunnel_timeout
-    # The flow table's bound (--max-flows; 0: none): when full, an eighth is evicted, half-open
-    # and one-sided connections first. Under 850 B per connection: 100,000 is ~85 MB.
-    max_flows: int = 100_000
-    # Ports whose connections get Zeek's 1 h inactivity timeout once established.
-    long_timeout_ports: frozenset = frozenset({21, 22, 23, 513})
-    long_inactivity_timeout: float = 3600.0
-    # Detectors (sniffer.detect; docs/detectors.md): thresholds and windows.
-    detect_max_alerts: int = 10000  # distinct alerts held; the rest are counted, not kept
-    syn_flood_half_open: int = 100  # half-open SYNs to one address:port ...
-    syn_flood_window: float = 10.0  # ... within this many seconds
-    syn_flood_isns: int = 10  # distinct-ISN SYNs on one 4-tuple before the handshake (Suricata's max-syn-queued)
-    port_scan_ports: int = 15  # failed attempts from one source to this many ports of one host
-    port_scan_hosts: int = 25  # ... or to this many hosts (any port)
-    port_scan_window: float = 300.0
-    backscatter_threshold: int = 5  # unsolicited replies to one address, or from one address
-    backscatter_window: float = 60.0
-    backscatter_grace: float = 2.0  # replies this soon after the capture began may answer
-                                     # requests sent before it
+    (A slotted class, not a dataclass: importing dataclasses, and with it inspect, took a
+    quarter of a short `sniffer read`'s start-up.)
+    """
+
+    __slots__ = ("ignore_checksums", "ignore_checksums_nets", "local_nets",
+                 "likely_server_ports", "report_gaps_for_partial", "tcp_attempt_delay",
+                 "tcp_close_delay", "tcp_connection_linger", "tcp_SYN_timeout",
+                 "tcp_session_timer", "tcp_inactivity_timeout", "udp_inactivity_timeout",
+                 "icmp_inactivity_timeout", "unknown_ip_inactivity_timeout", "frag_timeout",
+                 "frag_max_datagrams", "frag_max_bytes", "dns_session_timeout",
+                 "ip_tunnel_timeout", "max_flows", "long_timeout_ports",
+                 "long_inactivity_timeout", "detect_max_alerts", "syn_flood_half_open",
+                 "syn_flood_window", "syn_flood_isns", "port_scan_ports", "port_scan_hosts",
+                 "port_scan_window", "backscatter_threshold", "backscatter_window",
+                 "backscatter_grace")
+
+    def __init__(self, **changes: object) -> None:
+        self.ignore_checksums: bool = False
+        self.ignore_checksums_nets: list = []
+        self.local_nets: list = [parse_net(n) for n in PRIVATE_NETS]
+        self.likely_server_ports: frozenset = parse_ports("zeek")
+        self.report_gaps_for_partial: bool = False
+        # Zeek's timeouts (init-bare.zeek), seconds.
+        self.tcp_attempt_delay: float = 5.0
+        self.tcp_close_delay: float = 5.0
+        self.tcp_connection_linger: float = 5.0
+        self.tcp_SYN_timeout: float = 5.0
+        self.tcp_session_timer: float = 6.0
+        self.tcp_inactivity_timeout: float = 300.0
+        self.udp_inactivity_timeout: float = 60.0
+        self.icmp_inactivity_timeout: float = 60.0
+        self.unknown_ip_inactivity_timeout: float = 60.0
+        self.frag_timeout: float = 300.0
+        # IP fragment reassembly bounds (--frag-max-datagrams, --frag-max-mib): datagrams
+        # waiting for fragments, and the bytes they hold; past either the oldest waiting
+        # datagram is dropped and counted (fragment_evicted). Zeek has no such cap; Suricata's
+        # defrag memcap.
+        self.frag_max_datagrams: int = 16384
+        self.frag_max_bytes: int = 64 << 20
+        # Zeek's dns_session_timeout (UDP DNS connections).
+        self.dns_session_timeout: float = 10.0
+        self.ip_tunnel_timeout: float = 86400.0  # Zeek's Tunnel::ip_tunnel_timeout
+        # The flow table's bound (--max-flows; 0: none): when full, an eighth is evicted,
+        # half-open and one-sided connections first. Under 850 B per connection: 100,000 is
+        # ~85 MB.
+        self.max_flows: int = 100_000
+        # Ports whose connections get Zeek's 1 h inactivity timeout once established.
+        self.long_timeout_ports: frozenset = frozenset({21, 22, 23, 513})
+        self.long_inactivity_timeout: float = 3600.0
+        # Detectors (sniffer.detect; docs/detectors.md): thresholds and windows.
+        # Distinct alerts held; the rest are counted, not kept.
+        self.detect_max_alerts: int = 10000
+        # Half-open SYNs to one address:port within a window.
+        self.syn_flood_half_open: int = 100
+        self.syn_flood_window: float = 10.0
+        # Distinct-ISN SYNs on one 4-tuple before the handshake (Suricata's max-syn-queued).
+        self.syn_flood_isns: int = 10
+        # Failed attempts from one source to this many ports of one host, or to this many
+        # hosts (any port), within a window.
+        self.port_scan_ports: int = 15
+        self.port_scan_hosts: int = 25
+        self.port_scan_window: float = 300.0
+        # Unsolicited replies to one address, or from one address, within a window; replies
+        # within the grace period after the capture began may answer requests sent before it.
+        self.backscatter_threshold: int = 5
+        self.backscatter_window: float = 60.0
+        self.backscatter_grace: float = 2.0
+        for name, value in changes.items():
+            if name not in Settings.__slots__:
+                raise TypeError(f"Settings() got an unexpected keyword argument {name!r}")
+            setattr(self, name, value)
 
 
 # The detector settings `--detect-set NAME=VALUE` may change (docs/detectors.md, "Settings").

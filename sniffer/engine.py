@@ -55,6 +55,15 @@ class NewConn:
     pkttype: int | None
 
 
+@dataclass(slots=True)
+class KernelEvent:
+    """A kernel event from a recording's custom block, in the engine's event stream (`note`),
+    so that the records are judged on the kernel's view as it was when they ended."""
+
+    ts: float
+    event: dict
+
+
 class Engine:
     """decode -> flows -> records, fed frames in time order (see the module docstring).
 

@@ -208,17 +208,26 @@ impl Engine {
 
     /// The end of the input: every open connection and fragment ends.
     pub fn finish(&mut self) {
-        self.packets += self.frames - self.foreign;
-        self.bytes += self.wire_bytes;
-        self.frames = 0;
-        self.foreign = 0;
-        self.wire_bytes = 0;
-        if self.weird_events {
-            self.decoder.stats.log = Some(Vec::new());
+        while self.finish_some(usize::MAX) {}
+    }
+
+    /// `finish` in parts: at most `max` connections end per call, and their rows or records
+    /// can be taken between calls, so that a large table's do not pile up in memory. True
+    /// while some remain: call again (and nothing else) until false.
+    pub fn finish_some(&mut self, max: usize) -> bool {
+        if !self.table.is_flushing() {
+            self.packets += self.frames - self.foreign;
+            self.bytes += self.wire_bytes;
+            self.frames = 0;
+            self.foreign = 0;
+            self.wire_bytes = 0;
+            if self.weird_events {
+                self.decoder.stats.log = Some(Vec::new());
+            }
+            self.decoder.flush();
+            self.table.decode_weirds(self.last_ts, &mut self.decoder);
         }
-        self.decoder.flush();
-        self.table.decode_weirds(self.last_ts, &mut self.decoder);
-        self.table.flush();
+        self.table.flush_some(max)
     }
 
     /// Everything a continuation needs, as bytes (`crate::state`): an engine made with the

@@ -1073,8 +1073,12 @@ impl PyEngine {
         }
     }
 
-    fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, Engine::finish)
+    /// The end of the input: every open connection ends. With `limit`, at most that many in
+    /// this call, and True while some remain: call again, taking the rows or events between
+    /// calls (they never pile up), until False.
+    #[pyo3(signature = (limit=None))]
+    fn finish(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<bool> {
+        self.run(py, |e| e.finish_some(limit.unwrap_or(usize::MAX)))
     }
 
     /// The rows written since the last call, as UTF-8 bytes: the output file takes them as

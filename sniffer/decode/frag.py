@@ -26,9 +26,9 @@ from typing import Any
 
 from sniffer.config import Settings
 
-_DEFAULTS = Settings.__dataclass_fields__
-DEFAULT_MAX_DATAGRAMS: int = _DEFAULTS["frag_max_datagrams"].default  # one definition: Settings
-DEFAULT_MAX_BYTES: int = _DEFAULTS["frag_max_bytes"].default
+_DEFAULTS = Settings()  # (one definition of the bounds: Settings)
+DEFAULT_MAX_DATAGRAMS: int = _DEFAULTS.frag_max_datagrams
+DEFAULT_MAX_BYTES: int = _DEFAULTS.frag_max_bytes
 
 
 class _Pending:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+# (typing.TYPE_CHECKING without importing typing, and the record types for annotations only:
+# `read`'s rows path starts without either)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
-if TYPE_CHECKING:  # (annotations only: `read`'s rows path starts without the record types)
     from sniffer.flows.conn import Conn
 
 SEPARATOR = "\t"

@@ -5,11 +5,10 @@
 //! byte order, with the endpoints ordered so the smaller (address, port) comes first; port-less
 //! protocols leave out the ports. ICMP and ICMPv6 map (type, code) to a port pair the way Zeek
 //! does: request/reply types become (type, counterpart type) and are ordered like ports, every
-//! other type is one-way (type, code) and is not reordered. SHA-1 and base64 come from the
-//! RustCrypto `sha1` and the `base64` crates: the spec's own primitives, well kept.
+//! other type is one-way (type, code) and is not reordered. SHA-1 comes from the RustCrypto
+//! `sha1` crate (SHA-NI where the CPU has it); the digest's base64 is written here
+//! (`push_base64`).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 pub const ICMP: u8 = 1;
@@ -123,11 +122,29 @@ pub fn community_id_into(
         }
     }
     let digest = Sha1::digest(msg.get(..n).unwrap_or_default());
-    let mut text = [0u8; 28]; // (20 bytes take 28 characters)
-    let len = STANDARD.encode_slice(digest, &mut text).unwrap_or(0);
     out.push_str("1:");
-    out.push_str(std::str::from_utf8(text.get(..len).unwrap_or_default()).unwrap_or_default());
+    push_base64(out, &digest);
     true
+}
+
+/// Standard base64, padded, of `bytes` (at most 21: a digest), appended to `out`. Written
+/// here, not through the `base64` crate: its general engine spent about 500 instructions on a
+/// 20-byte digest, as much as the rest of the Community ID (a record each: a flood's millions).
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = bytes.get(..21).unwrap_or(bytes);
+    let mut text = [b'='; 28];
+    for (chunk, group) in bytes.chunks(3).zip(text.chunks_mut(4)) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let v = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        // (1, 2, 3 bytes: 2, 3, 4 symbols, the rest of the group padding)
+        for (k, sym) in group.iter_mut().take(chunk.len() + 1).enumerate() {
+            let i = (v >> (18 - 6 * k)) & 63;
+            *sym = ALPHABET.get(i as usize).copied().unwrap_or(b'=');
+        }
+    }
+    let len = bytes.len().div_ceil(3) * 4;
+    out.push_str(std::str::from_utf8(text.get(..len).unwrap_or_default()).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -245,6 +262,29 @@ mod tests {
             "1:5XibisqS8Gb7pql97HFUzkjDK9Y=",
         ),
     ];
+
+    /// RFC 4648's test vectors, and a SHA-1 digest's 28 characters.
+    #[test]
+    fn base64_as_rfc_4648() {
+        let b64 = |b: &[u8]| {
+            let mut s = String::new();
+            push_base64(&mut s, b);
+            s
+        };
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(b64(plain.as_bytes()), coded);
+        }
+        assert_eq!(b64(&Sha1::digest(b"abc")), "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+        assert_eq!(b64(&[0xFB, 0xFF, 0xBF]), "+/+/");
+    }
 
     #[test]
     fn matches_the_python_reference() {

@@ -1,9 +1,10 @@
 //! The flows stage (as `sniffer/flows/` in Python): connection keys, Community ID, uids, the
-//! table and Zeek's TCP state machine. Ported one piece at a time, each held to the Python
+//! table and its index, Zeek's TCP state machine. Ported one piece at a time, each held to the Python
 //! reference by tests.
 
 pub mod community_id;
 pub mod conn;
+pub mod index;
 pub mod table;
 pub mod tcp;
 pub mod timers;

@@ -15,14 +15,13 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use super::community_id::{community_id_into, icmp4_counterpart, icmp6_counterpart};
 use super::conn::{ntop_into, proto_name, ConnRecord};
+use super::index::FlowIndex;
 use super::tcp::{self, Segment, TcpConn, TcpContext, TcpSettings};
 use super::timers::{Timer, Timers};
 use super::uid::{make_uid, KeyPart, Uid, UidBatch};
@@ -149,7 +148,7 @@ impl std::hash::Hash for FlowKey {
 
 impl FlowKey {
     /// `flow_key(src, sport, dst, dport)`: the lower (address, port) end first.
-    fn ordered(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> Self {
+    pub(crate) fn ordered(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> Self {
         let lower = addr_lt(&src, &dst) || (src == dst && sport < dport);
         let (a, pa, b, pb) = if lower {
             (src, sport, dst, dport)
@@ -660,10 +659,8 @@ pub struct FlowTable {
     check_csums: bool,
     /// UDP ports where Zeek's DNS analyzer runs: its ports, when they are server ports.
     dns_ports: Vec<u16>,
-    /// The connections' slots, found by key: the keys stay in the slab, so an entry is the
-    /// slot number alone (hashbrown's HashTable, hashed with `hasher`).
-    index: HashTable<u32>,
-    hasher: RandomState,
+    /// The connections' slots, found by key (the keys stay in the slab).
+    index: FlowIndex,
     slab: Vec<Option<Flow>>,
     /// Each slot's occupant's serial number (0: free), dense beside the slab: the timers and
     /// the creation log test whether their connection is still there without touching it.
@@ -673,6 +670,9 @@ pub struct FlowTable {
     /// ended connections stay until the log is compacted. Eviction and the end of input go
     /// oldest first (the reference's dict keeps insertion order).
     order: VecDeque<(u64, u32)>,
+    /// The end of input under way (`flush_some`): the connections to end, oldest first, and
+    /// how many have ended.
+    flushing: Option<(Vec<u32>, usize)>,
     timers: Timers,
     /// IP-level tunnels (IP in IP, GRE): one encapsulation record per address pair, and when
     /// it was last used.
@@ -819,13 +819,8 @@ impl FlowTable {
             if self.find(&key).is_some() {
                 return bad("a connection twice");
             }
-            let (slab, hasher) = (&self.slab, &self.hasher);
-            let rehash = |s: &u32| match slab.get(*s as usize) {
-                Some(Some(f)) => hasher.hash_one(f.key),
-                _ => 0,
-            };
             let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-            self.index.insert_unique(hasher.hash_one(key), slot, rehash);
+            self.index.insert(&key, slot);
         }
         Ok(())
     }
@@ -862,14 +857,14 @@ impl FlowTable {
             },
             check_csums: !settings.ignore_checksums,
             dns_ports,
-            index: HashTable::new(),
-            hasher: RandomState::default(),
+            index: FlowIndex::default(),
             // A bounded table's slab is reserved whole (untouched pages cost nothing; a
             // doubling Vec would hold up to twice the bound, and both copies while growing).
             slab: Vec::with_capacity(settings.max_flows.saturating_add(1).min(1 << 22)),
             serials: Vec::new(),
             free: Vec::new(),
             order: VecDeque::new(),
+            flushing: None,
             timers: Timers::default(),
             ip_tunnels: HashMap::default(),
             frame: 0,
@@ -938,15 +933,18 @@ impl FlowTable {
         self.index.is_empty()
     }
 
+    /// Whether an end of input is under way (`flush_some` has more to do).
+    pub fn is_flushing(&self) -> bool {
+        self.flushing.is_some()
+    }
+
     /// The slot of the connection with `key`.
     fn find(&self, key: &FlowKey) -> Option<u32> {
         let slab = &self.slab;
-        self.index
-            .find(
-                self.hasher.hash_one(key),
-                |s| matches!(slab.get(*s as usize), Some(Some(f)) if f.key == *key),
-            )
-            .copied()
+        self.index.find(
+            key,
+            |s| matches!(slab.get(s as usize), Some(Some(f)) if f.key == *key),
+        )
     }
 
     fn flow(&self, slot: u32) -> Option<&Flow> {
@@ -1224,20 +1222,15 @@ impl FlowTable {
         if max > 0 && self.index.len() >= max {
             self.evict(slot, ts);
         }
-        let (slab, hasher) = (&self.slab, &self.hasher);
-        let rehash = |s: &u32| match slab.get(*s as usize) {
-            Some(Some(f)) => hasher.hash_one(f.key),
-            _ => 0,
-        };
         // A bounded table that fills past half its bound gets an index with room for twice
         // the bound: a flood's churn leaves tombstones, and near hashbrown's full load every
         // probe (a new key's miss, a removal) walks far and the index rehashes in place again
         // and again. (Smaller, it keeps a small index, which stays in the caches.)
         let room = max.min(1 << 22).saturating_mul(2);
         if max > 0 && self.index.len() >= max / 2 && self.index.capacity() < room {
-            self.index.reserve(room - self.index.len(), rehash);
+            self.index.reserve(room - self.index.len());
         }
-        self.index.insert_unique(hasher.hash_one(key), slot, rehash);
+        self.index.insert(&key, slot);
         if self.new_events {
             if let Some(f) = self.flow(slot) {
                 let (orig_p, resp_p) = f.ports();
@@ -1366,18 +1359,19 @@ impl FlowTable {
 
     /// `remove`, with the connection's uid when it was made already.
     fn remove_as(&mut self, slot: u32, uid: Option<Uid>) {
-        self.unlink(slot);
+        self.unlink(slot, true);
         self.report(slot, uid);
     }
 
     /// End the connections in `slots` now, in that order (a round of evictions, the end of
     /// input; `flush`: the latter). As `remove` one by one, in phases over all of them: their
     /// uids made together, then their index entries removed (independent probes, whose cache
-    /// misses overlap), then their records.
+    /// misses overlap; none at the end of input, whose index is cleared whole), then their
+    /// records.
     fn remove_many(&mut self, slots: &[u32], flush: bool) {
         let uids = self.uids_of(slots);
         for &slot in slots {
-            self.unlink(slot);
+            self.unlink(slot, !flush);
         }
         for (&slot, uid) in slots.iter().zip(uids) {
             if flush {
@@ -1389,15 +1383,14 @@ impl FlowTable {
         }
     }
 
-    /// The first half of removing connection `slot`: out of the index, its slot free (its
-    /// connection still there for `report`).
-    fn unlink(&mut self, slot: u32) {
+    /// The first half of removing connection `slot`: out of the index (`unindex`), its slot
+    /// free (its connection still there for `report`).
+    fn unlink(&mut self, slot: u32, unindex: bool) {
         let Some(Some(flow)) = self.slab.get(slot as usize) else {
             return;
         };
-        let hash = self.hasher.hash_one(flow.key);
-        if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
-            entry.remove();
+        if unindex {
+            self.index.remove(&flow.key, slot);
         }
         self.free.push(slot);
         if let Some(q) = self.serials.get_mut(slot as usize) {
@@ -1537,20 +1530,39 @@ impl Rowing {
 impl FlowTable {
     /// End of input: every remaining connection, in creation order, no timeouts applied.
     pub fn flush(&mut self) {
-        let live: Vec<u32> = self
-            .oldest_first(u32::MAX)
-            .filter(|s| self.flow(*s).is_some())
-            .collect();
-        for chunk in live.chunks(4096) {
+        while self.flush_some(usize::MAX) {}
+    }
+
+    /// `flush` in parts of at most `max` connections, so that their rows or records can be
+    /// taken between the parts instead of piling up: true while some remain. Nothing else
+    /// may happen to the table until it returns false.
+    pub fn flush_some(&mut self, max: usize) -> bool {
+        let (live, done) = match self.flushing.take() {
+            Some(part) => part,
+            None => {
+                let live: Vec<u32> = self
+                    .oldest_first(u32::MAX)
+                    .filter(|s| self.flow(*s).is_some())
+                    .collect();
+                self.index.clear(); // (whole: no connection is looked up from here on)
+                (live, 0)
+            }
+        };
+        let end = done.saturating_add(max.max(1)).min(live.len());
+        for chunk in live.get(done..end).unwrap_or_default().chunks(4096) {
             self.remove_many(chunk, true);
         }
+        if end < live.len() {
+            self.flushing = Some((live, end));
+            return true;
+        }
         self.firing = Firing::Packet;
-        self.index.clear();
         self.slab.clear();
         self.serials.clear();
         self.free.clear();
         self.order.clear();
         self.timers.clear();
+        false
     }
 
     // -- per packet -----------------------------------------------------------------------

@@ -176,21 +176,25 @@ fn fixed6(out: &mut String, x: f64) {
     if x.is_sign_negative() {
         out.push('-');
     }
-    // (|x| < 1e15: the micros fit 70 bits; in 64, the usual case, no 128-bit division)
-    let (int, f) = match u64::try_from(micros) {
-        Ok(m) => (u128::from(m / 1_000_000), m % 1_000_000),
-        Err(_) => (
-            micros / 1_000_000,
-            u64::try_from(micros % 1_000_000).unwrap_or(0),
-        ),
+    // (|x| < 1e15: the micros fit 70 bits; in 64, the usual case, no 128-bit division and
+    // no 128-bit formatting)
+    let f = match u64::try_from(micros) {
+        Ok(m) => {
+            out.push_str(itoa::Buffer::new().format(m / 1_000_000));
+            m % 1_000_000
+        }
+        Err(_) => {
+            out.push_str(itoa::Buffer::new().format(micros / 1_000_000));
+            u64::try_from(micros % 1_000_000).unwrap_or(0)
+        }
     };
-    out.push_str(itoa::Buffer::new().format(int));
     out.push('.');
-    let digits = itoa::Buffer::new().format(f).len();
-    for _ in digits..6 {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(f);
+    for _ in digits.len()..6 {
         out.push('0');
     }
-    out.push_str(itoa::Buffer::new().format(f));
+    out.push_str(digits);
 }
 
 fn count(out: &mut String, v: Option<u64>) {
