@@ -36,6 +36,10 @@ ZEEK_UDP_PORTS = (
 )
 _PROTO_NAMES = {"tcp": TCP, "udp": UDP}
 
+# The fragment reassembly bounds' defaults (Settings; sniffer.decode.frag's own defaults).
+FRAG_MAX_DATAGRAMS = 16384
+FRAG_MAX_BYTES = 64 << 20
+
 
 def parse_net(text: str, option: str = "network") -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """A CIDR from the command line; a clear UsageError naming the option, not a traceback."""
@@ -103,8 +107,8 @@ class Settings:
         # waiting for fragments, and the bytes they hold; past either the oldest waiting
         # datagram is dropped and counted (fragment_evicted). Zeek has no such cap; Suricata's
         # defrag memcap.
-        self.frag_max_datagrams: int = 16384
-        self.frag_max_bytes: int = 64 << 20
+        self.frag_max_datagrams: int = FRAG_MAX_DATAGRAMS
+        self.frag_max_bytes: int = FRAG_MAX_BYTES
         # Zeek's dns_session_timeout (UDP DNS connections).
         self.dns_session_timeout: float = 10.0
         self.ip_tunnel_timeout: float = 86400.0  # Zeek's Tunnel::ip_tunnel_timeout

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sniffer.config import Settings
-
-_DEFAULTS = Settings()  # (one definition of the bounds: Settings)
-DEFAULT_MAX_DATAGRAMS: int = _DEFAULTS.frag_max_datagrams
-DEFAULT_MAX_BYTES: int = _DEFAULTS.frag_max_bytes
+from sniffer.config import FRAG_MAX_BYTES as DEFAULT_MAX_BYTES
+from sniffer.config import FRAG_MAX_DATAGRAMS as DEFAULT_MAX_DATAGRAMS
 
 
 class _Pending:
