@@ -177,8 +177,9 @@ impl Engine {
     }
 
     /// Walk a classic pcap and feed its frames: at most `max_frames`, or until the walk's
-    /// buffer would need a read on a pipe that has nothing yet (`stop_when_empty`). Returns
-    /// the number of frames fed; 0 at the end.
+    /// buffer would need a read on a pipe that has nothing yet (`stop_when_empty`), or until
+    /// the rows not yet taken pass `ROWS_SOFT_LIMIT`. Returns the number of frames fed; 0 at
+    /// the end.
     pub fn feed_pcap<R: std::io::Read>(
         &mut self,
         walker: &mut PcapWalker<R>,
@@ -196,6 +197,9 @@ impl Engine {
             }
             self.feed(ts, linktype, f.data, wirelen);
             n += 1;
+            if self.table.rows_full() {
+                break;
+            }
         }
         Ok(n)
     }

@@ -1058,8 +1058,9 @@ impl PyEngine {
         })
     }
 
-    /// Walk up to `max_frames` frames of `walker` into the engine; the number walked (0 at
-    /// the end). A damaged record raises CoreError once the frames before it are in.
+    /// Walk up to `max_frames` frames of `walker` into the engine (fewer when the rows not
+    /// yet taken pass 256 KiB: take them, then call again); the number walked (0 at the end).
+    /// A damaged record raises CoreError once the frames before it are in.
     fn feed_pcap(
         &mut self,
         py: Python<'_>,

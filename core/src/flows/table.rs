@@ -38,6 +38,12 @@ pub const HIST_X: u32 = 0x400;
 /// Zeek's DNS::ports for UDP (where its DNS analyzer runs when they are server ports).
 pub const DNS_PORTS: [u16; 4] = [53, 137, 5353, 5355];
 const VXLAN_PORT: u16 = 4789;
+/// Connections ended together (`remove_many`): each phase's work on them stays in L2 (a
+/// connection is about 264 bytes) and their index probes still overlap.
+const REMOVE_PART: usize = 256;
+/// Bytes of rows past which `rows_full` asks the caller to take them: the text is then still
+/// in cache when it is copied out (a batch of 65,536 flood packets would write 10 MB).
+pub const ROWS_SOFT_LIMIT: usize = 256 * 1024;
 /// Counters that describe the input rather than something wrong with it: never weirds
 /// (sniffer.stats.INFORMATIONAL).
 const INFORMATIONAL: [&str; 7] = [
@@ -695,6 +701,8 @@ pub struct FlowTable {
     /// `row_format`) instead of reported as records: nothing else wants the record.
     pub rows: Option<String>,
     pub row_format: RowFormat,
+    /// The uid batch's buffers, kept between rounds of removals.
+    uid_batch: UidBatch,
 }
 
 /// A decoded packet and the bytes its `l4` range points into.
@@ -879,6 +887,7 @@ impl FlowTable {
             facts: false,
             rows: None,
             row_format: RowFormat::Zeek,
+            uid_batch: UidBatch::default(),
             settings,
         }
     }
@@ -931,6 +940,14 @@ impl FlowTable {
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Whether the rows written and not yet taken are past `ROWS_SOFT_LIMIT`: the walk stops
+    /// early for the caller to take them.
+    pub fn rows_full(&self) -> bool {
+        self.rows
+            .as_ref()
+            .is_some_and(|r| r.len() >= ROWS_SOFT_LIMIT)
     }
 
     /// Whether an end of input is under way (`flush_some` has more to do).
@@ -997,8 +1014,12 @@ impl FlowTable {
         self.maybe_compact();
     }
 
+    /// Compact the timers once they are eight per live connection: a fresh TCP connection has
+    /// two, so under a flood a pass drops the timers of three tables' worth of evicted
+    /// connections (at four per connection, one table's: the passes cost the flood a few per
+    /// cent more; eight costs it about 10 MB more at its peak).
     fn maybe_compact(&mut self) {
-        if self.timers.len() > 4 * self.index.len() + 4096 {
+        if self.timers.len() > 8 * self.index.len() + 4096 {
             self.compact_timers();
         }
     }
@@ -1263,6 +1284,15 @@ impl FlowTable {
     /// the connection being added (not in the map yet: never a victim).
     fn evict(&mut self, new: u32, ts: f64) {
         let want = (self.settings.max_flows / 8).max(1);
+        // The log's oldest entries are mostly the last rounds' victims: drop them for good
+        // here (an ended connection's entry never comes back to life), or each round would
+        // test them all again, a cache miss each.
+        while let Some(&(q, s)) = self.order.front() {
+            if self.serials.get(s as usize) == Some(&q) {
+                break;
+            }
+            self.order.pop_front();
+        }
         let never_answered = |f: &Flow| match &f.state {
             State::Tcp(t) => {
                 t.orig().state <= tcp::SYN_ACK_SENT && t.resp().state <= tcp::SYN_ACK_SENT
@@ -1275,7 +1305,7 @@ impl FlowTable {
         };
         // Oldest first: the creation log is in serial order. Each attempt with its target
         // (the responder and its port), read once.
-        let mut attempts: Vec<(u32, (Addr, u16))> = Vec::new();
+        let mut attempts: Vec<(u32, (Addr, u16))> = Vec::with_capacity(2 * want);
         for s in self.oldest_first(new) {
             if let Some(f) = self.flow(s).filter(|f| never_answered(f)) {
                 attempts.push((s, (*f.resp_h(), f.ports().1)));
@@ -1294,17 +1324,20 @@ impl FlowTable {
         let (heavy, others): (Vec<_>, Vec<_>) = attempts.into_iter().partition(heavy);
         let mut victims: Vec<u32> = heavy.into_iter().chain(others).map(|a| a.0).collect();
         victims.truncate(want);
+        if victims.len() >= want {
+            // (the usual case under a flood: the attempts alone make the round)
+            self.end_evicted(victims, ts);
+            return;
+        }
         let mut chosen: std::collections::HashSet<u32, RandomState> =
             victims.iter().copied().collect();
-        if victims.len() < want {
-            for s in self.oldest_first(new) {
-                if victims.len() >= want {
-                    break;
-                }
-                if !chosen.contains(&s) && self.flow(s).is_some_and(closed) {
-                    victims.push(s);
-                    chosen.insert(s);
-                }
+        for s in self.oldest_first(new) {
+            if victims.len() >= want {
+                break;
+            }
+            if !chosen.contains(&s) && self.flow(s).is_some_and(closed) {
+                victims.push(s);
+                chosen.insert(s);
             }
         }
         if victims.len() < want {
@@ -1317,6 +1350,11 @@ impl FlowTable {
             idle.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             victims.extend(idle.iter().take(want - victims.len()).map(|v| v.2));
         }
+        self.end_evicted(victims, ts);
+    }
+
+    /// End a round of eviction's victims.
+    fn end_evicted(&mut self, victims: Vec<u32>, ts: f64) {
         let evicted = victims.len() as u64;
         self.remove_many(&victims, false);
         self.counters.flows_evicted += evicted;
@@ -1340,13 +1378,15 @@ impl FlowTable {
 
     /// The uids of the connections in `slots`, made together (None for an empty slot, or a
     /// connection that keeps its uid).
-    fn uids_of(&self, slots: &[u32]) -> Vec<Option<Uid>> {
-        let mut batch = UidBatch::default();
+    fn uids_of(&mut self, slots: &[u32]) -> Vec<Option<Uid>> {
+        // (the batch's buffers are kept between rounds: a round's inputs are thousands)
+        let mut batch = std::mem::take(&mut self.uid_batch);
         let made: Vec<bool> = slots
             .iter()
             .map(|s| self.flow(*s).is_some_and(|f| f.uid_into(&mut batch)))
             .collect();
         let mut uids = batch.finish().into_iter();
+        self.uid_batch = batch;
         made.into_iter()
             .map(|m| if m { uids.next() } else { None })
             .collect()
@@ -1364,11 +1404,17 @@ impl FlowTable {
     }
 
     /// End the connections in `slots` now, in that order (a round of evictions, the end of
-    /// input; `flush`: the latter). As `remove` one by one, in phases over all of them: their
-    /// uids made together, then their index entries removed (independent probes, whose cache
-    /// misses overlap; none at the end of input, whose index is cleared whole), then their
-    /// records.
+    /// input; `flush`: the latter). As `remove` one by one, in phases over a part of them at a
+    /// time: their uids made together, then their index entries removed (independent probes,
+    /// whose cache misses overlap; none at the end of input, whose index is cleared whole),
+    /// then their records. A part's connections stay in L2 from the first phase to the last.
     fn remove_many(&mut self, slots: &[u32], flush: bool) {
+        for part in slots.chunks(REMOVE_PART) {
+            self.remove_part(part, flush);
+        }
+    }
+
+    fn remove_part(&mut self, slots: &[u32], flush: bool) {
         let uids = self.uids_of(slots);
         for &slot in slots {
             self.unlink(slot, !flush);
@@ -1548,9 +1594,15 @@ impl FlowTable {
                 (live, 0)
             }
         };
-        let end = done.saturating_add(max.max(1)).min(live.len());
-        for chunk in live.get(done..end).unwrap_or_default().chunks(4096) {
+        let stop = done.saturating_add(max.max(1)).min(live.len());
+        let part = live.get(done..stop).unwrap_or_default();
+        let mut end = done;
+        for chunk in part.chunks(REMOVE_PART) {
             self.remove_many(chunk, true);
+            end += chunk.len();
+            if self.rows_full() {
+                break; // (taken before the next part, while they are still in cache)
+            }
         }
         if end < live.len() {
             self.flushing = Some((live, end));

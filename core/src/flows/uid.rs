@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 
 use blake2b_simd::many::{hash_many, HashManyJob};
 
+use crate::output::push_uint_bytes;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// `\xNN` for every byte value (the bytes of addresses mostly take this form).
@@ -21,6 +23,27 @@ const ESCAPES: [[u8; 4]; 256] = {
     let mut i = 0;
     while i < 256 {
         t[i] = [b'\\', b'x', HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
+
+/// Each byte as `repr(bytes)` writes it inside single quotes (its text padded to 4 bytes, and
+/// its length): the usual address is written by a copy of 4 bytes a byte, without a branch.
+#[allow(clippy::indexing_slicing)] // (computed by the compiler: a bad index fails the build)
+const IN_SINGLE_QUOTES: [([u8; 4], u8); 256] = {
+    let mut t = [([0u8; 4], 4u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            b'\t' => (*b"\\t\0\0", 2),
+            b'\n' => (*b"\\n\0\0", 2),
+            b'\r' => (*b"\\r\0\0", 2),
+            b'\\' => (*b"\\\\\0\0", 2),
+            b'\'' => (*b"\\'\0\0", 2),
+            c @ 0x20..=0x7e => ([c, 0, 0, 0], 1),
+            _ => (ESCAPES[i], 4),
+        };
         i += 1;
     }
     t
@@ -117,7 +140,10 @@ fn write_input(s: &mut Vec<u8>, key: &[KeyPart<'_>], ts: f64, serial: u64) {
         }
         match part {
             KeyPart::Bytes(b) => bytes_repr(s, b),
-            KeyPart::Int(n) => s.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+            KeyPart::Int(n) => match u64::try_from(*n) {
+                Ok(n) => push_uint_bytes(s, n),
+                Err(_) => s.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+            },
             KeyPart::Str(t) => {
                 s.push(b'\'');
                 s.extend_from_slice(t.as_bytes()); // (the key's words: ASCII, no quotes)
@@ -130,27 +156,38 @@ fn write_input(s: &mut Vec<u8>, key: &[KeyPart<'_>], ts: f64, serial: u64) {
     }
     s.extend_from_slice(b"), ");
     let mut buf = ryu::Buffer::new();
-    match ryu_as_python(&mut buf, ts) {
-        Some(text) => s.extend_from_slice(text.as_bytes()),
-        None => {
-            let mut text = String::new();
-            float_repr(&mut text, ts);
-            s.extend_from_slice(text.as_bytes());
-        }
+    if let Some((int, frac)) = whole_micros(ts) {
+        push_micros(s, int, frac);
+    } else if let Some(text) = ryu_as_python(&mut buf, ts) {
+        s.extend_from_slice(text.as_bytes());
+    } else {
+        let mut text = String::new();
+        float_repr(&mut text, ts);
+        s.extend_from_slice(text.as_bytes());
     }
     s.extend_from_slice(b", ");
-    s.extend_from_slice(itoa::Buffer::new().format(serial).as_bytes());
+    push_uint_bytes(s, serial);
     s.push(b')');
 }
 
 /// Python's `repr(bytes)`: single quotes unless the bytes hold a `'` and no `"`; `\t \n \r`,
 /// `\\`, the quote in use, and `\xNN` for the rest outside printable ASCII.
 pub fn bytes_repr(s: &mut Vec<u8>, b: &[u8]) {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
-        b'"'
-    } else {
-        b'\''
-    };
+    if !b.contains(&b'\'') {
+        // (the usual case: single quotes, each byte a fixed copy from the table)
+        s.extend_from_slice(b"b'");
+        for &c in b {
+            let (text, n) = IN_SINGLE_QUOTES
+                .get(usize::from(c))
+                .copied()
+                .unwrap_or_default();
+            s.extend_from_slice(&text);
+            s.truncate(s.len() - 4 + usize::from(n));
+        }
+        s.push(b'\'');
+        return;
+    }
+    let quote = if !b.contains(&b'"') { b'"' } else { b'\'' };
     s.push(b'b');
     s.push(quote);
     for &c in b {
@@ -165,6 +202,43 @@ pub fn bytes_repr(s: &mut Vec<u8>, b: &[u8]) {
         }
     }
     s.push(quote);
+}
+
+/// `x` as whole seconds and microseconds, when it is the double nearest to a whole number of
+/// microseconds (every timestamp of a microsecond capture) and from 1e-4 to below 2^33 s
+/// (where doubles lie less than 1e-6 apart). Then `repr(x)` is that decimal without its
+/// trailing zeros: it round-trips, and no other decimal of at most 6 places does (two would
+/// lie within one spacing of x), so none is shorter. And `%.6f` is that decimal: x lies
+/// within half a spacing of it, less than half a microsecond. Ryu's search for the shortest
+/// digits, or the exact `%.6f`, costs several times this check.
+pub fn whole_micros(x: f64) -> Option<(u64, u32)> {
+    if !(1e-4..8_589_934_592.0).contains(&x) {
+        return None;
+    }
+    // (rounded by truncation: f64::round is a libm call without SSE4.1)
+    let n = (x * 1e6 + 0.5) as u64;
+    // (n is below 2^53, so exact as a double; the division rounds once, to the nearest double)
+    if n as f64 / 1e6 != x {
+        return None;
+    }
+    Some((n / 1_000_000, (n % 1_000_000) as u32))
+}
+
+/// `int.frac` as `repr` writes it: the microseconds without trailing zeros, at least one digit.
+fn push_micros(s: &mut Vec<u8>, int: u64, frac: u32) {
+    push_uint_bytes(s, int);
+    let mut digits = [b'.', b'0', b'0', b'0', b'0', b'0', b'0'];
+    let mut f = frac;
+    for d in digits.iter_mut().skip(1).rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    let keep = 1 + digits
+        .iter()
+        .skip(1)
+        .rposition(|d| *d != b'0')
+        .map_or(1, |i| i + 1);
+    s.extend_from_slice(digits.get(..keep).unwrap_or(b".0"));
 }
 
 /// `repr(x)` as Ryu writes it, where that is Python's layout: both write fixed notation from
@@ -182,6 +256,12 @@ pub fn float_repr(s: &mut String, x: f64) {
     }
     if x.is_infinite() {
         s.push_str(if x < 0.0 { "-inf" } else { "inf" });
+        return;
+    }
+    if let Some((int, frac)) = whole_micros(x) {
+        let mut text = Vec::with_capacity(24);
+        push_micros(&mut text, int, frac);
+        s.push_str(std::str::from_utf8(&text).unwrap_or_default()); // (ASCII digits)
         return;
     }
     // Ryu's digits are the shortest that round-trip and, among those, the nearest: what
@@ -304,6 +384,101 @@ mod tests {
             float_repr(&mut s, f64::from_bits(bits));
             assert_eq!(s, text, "{bits:#x}");
         }
+    }
+
+    /// The table's bytes are Python's `repr`, as the rule written out byte by byte has them.
+    #[test]
+    fn bytes_as_python_writes_them() {
+        let by_rule = |b: &[u8]| {
+            let q = if b.contains(&b'\'') && !b.contains(&b'"') {
+                '"'
+            } else {
+                '\''
+            };
+            let mut t = format!("b{q}");
+            for &c in b {
+                match c {
+                    b'\t' => t.push_str("\\t"),
+                    b'\n' => t.push_str("\\n"),
+                    b'\r' => t.push_str("\\r"),
+                    b'\\' => t.push_str("\\\\"),
+                    _ if char::from(c) == q => t.extend(['\\', q]),
+                    0x20..=0x7e => t.push(char::from(c)),
+                    _ => t.push_str(&format!("\\x{c:02x}")),
+                }
+            }
+            t.push(q);
+            t
+        };
+        let mut cases: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c]).collect();
+        cases.extend((0..=255u8).map(|c| vec![c, b'\'', c, b'"']));
+        cases.extend((0..=255u8).map(|c| vec![b'\'', c, 0x27, 0x7f]));
+        let mut x = 7u32;
+        for _ in 0..5000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = if x & 1 == 0 { 4 } else { 16 };
+            cases.push(
+                (0..len)
+                    .map(|i| (x >> (i % 24)) as u8 ^ (i as u8).wrapping_mul(37))
+                    .collect(),
+            );
+        }
+        for b in cases {
+            let mut ours = Vec::new();
+            bytes_repr(&mut ours, &b);
+            assert_eq!(
+                String::from_utf8(ours).unwrap_or_default(),
+                by_rule(&b),
+                "{b:?}"
+            );
+        }
+    }
+
+    /// The whole-microsecond shortcut writes what Ryu does, across the range it takes and
+    /// either side of its bounds.
+    #[test]
+    fn whole_microseconds_as_ryu_writes_them() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut hits = 0;
+        for i in 0..200_000u64 {
+            let micros = match i % 4 {
+                0 => next() % 8_589_934_592_000_000, // anywhere below 2^33 s
+                1 => 1_700_000_000_000_000 + next() % 100_000_000_000_000, // today's times
+                2 => next() % 1_000_000,             // below one second
+                _ => {
+                    (next() % 9_000_000) * 1_000_000
+                        + [0, 1, 10, 100_000, 999_999]
+                            .get(i as usize % 5)
+                            .copied()
+                            .unwrap_or(0)
+                }
+            };
+            for x in [
+                micros as f64 / 1e6,
+                f64::from_bits((micros as f64 / 1e6).to_bits() + 1),
+            ] {
+                let Some((int, frac)) = whole_micros(x) else {
+                    continue;
+                };
+                hits += 1;
+                let mut ours = Vec::new();
+                push_micros(&mut ours, int, frac);
+                let mut buf = ryu::Buffer::new();
+                let theirs = ryu_as_python(&mut buf, x).unwrap_or("?");
+                assert_eq!(std::str::from_utf8(&ours), Ok(theirs), "{x:e}");
+            }
+        }
+        assert!(hits > 150_000, "{hits}");
+        for x in [0.0, 5e-5, 8_589_934_592.5, f64::NAN, -1.5, 1.0000005] {
+            assert_eq!(whole_micros(x), None, "{x}");
+        }
+        assert_eq!(whole_micros(2.5), Some((2, 500_000)));
     }
 
     #[test]
