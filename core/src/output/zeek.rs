@@ -7,9 +7,8 @@
 
 use std::fmt::Write as _;
 
-use super::push_uint;
+use super::{push_uint, whole_micros};
 use crate::flows::conn::ConnRecord;
-use crate::flows::uid::whole_micros;
 
 pub const SEPARATOR: char = '\t';
 pub const SET_SEPARATOR: char = ',';
