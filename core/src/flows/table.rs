@@ -1598,7 +1598,7 @@ impl FlowTable {
         let part = live.get(done..stop).unwrap_or_default();
         let mut end = done;
         for chunk in part.chunks(REMOVE_PART) {
-            self.remove_many(chunk, true);
+            self.remove_part(chunk, true);
             end += chunk.len();
             if self.rows_full() {
                 break; // (taken before the next part, while they are still in cache)
